@@ -1,0 +1,1 @@
+//! ferrobench support code.

@@ -1,0 +1,1 @@
+//! The ferrogate control plane: config, object model, table publishing, management API.

@@ -1,0 +1,8 @@
+//! The ferrogate dataplane: everything a worker core does to a packet.
+//!
+//! Packet logic is written against the [`packet::Packet`] trait, never against DPDK types, so
+//! the same pipeline runs over DPDK mbufs in the daemon and over heap buffers in unit tests and
+//! micro-benchmarks.
+
+pub mod packet;
+pub mod stats;
