@@ -4,5 +4,8 @@
 //! the same pipeline runs over DPDK mbufs in the daemon and over heap buffers in unit tests and
 //! micro-benchmarks.
 
+pub mod icmp_error;
+pub mod outer;
 pub mod packet;
 pub mod stats;
+pub mod wire;

@@ -73,6 +73,7 @@ drop_reasons! {
     UdpBadChecksum = "udp-bad-checksum", "UDP checksum mismatch";
     NoHeadroom = "no-headroom", "Not enough headroom to prepend headers";
     NoTailroom = "no-tailroom", "Not enough tailroom to append trailer";
+    EcnCeOnNotEct = "ecn-ce-on-not-ect", "Outer CE mark over a Not-ECT inner packet (RFC 6040)";
     LocalNoListener = "local-unhandled", "Packet to a local address not handled by any service";
     // --- threads and queues -------------------------------------------------------------------
     PuntQueueFull = "punt-queue-full", "Punt ring to the control thread full";
