@@ -1,1 +1,4 @@
 //! The ferrogate control plane: config, object model, table publishing, management API.
+
+pub mod config;
+pub mod parse;

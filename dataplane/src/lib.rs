@@ -4,8 +4,11 @@
 //! the same pipeline runs over DPDK mbufs in the daemon and over heap buffers in unit tests and
 //! micro-benchmarks.
 
+pub mod events;
 pub mod icmp_error;
 pub mod outer;
 pub mod packet;
+pub mod pipeline;
 pub mod stats;
+pub mod tables;
 pub mod wire;

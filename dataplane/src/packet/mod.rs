@@ -42,6 +42,11 @@ pub trait Packet {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// True when the frame spans several buffers (the pipeline refuses those).
+    #[inline]
+    fn is_multi_segment(&self) -> bool {
+        false
+    }
     /// The NIC's RSS hash of the frame, when the NIC computed one.
     #[inline]
     fn rss_hash(&self) -> Option<u32> {

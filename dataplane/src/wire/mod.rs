@@ -40,7 +40,7 @@ pub mod ipproto {
 
 /// Read a big-endian u16 at `off`. Callers have checked the length.
 #[inline(always)]
-pub(crate) fn be16(b: &[u8], off: usize) -> u16 {
+pub fn be16(b: &[u8], off: usize) -> u16 {
     u16::from_be_bytes([b[off], b[off + 1]])
 }
 
@@ -53,12 +53,12 @@ pub(crate) fn be32(b: &[u8], off: usize) -> u32 {
 
 /// Write a big-endian u16 at `off`.
 #[inline(always)]
-pub(crate) fn put16(b: &mut [u8], off: usize, v: u16) {
+pub fn put16(b: &mut [u8], off: usize, v: u16) {
     b[off..off + 2].copy_from_slice(&v.to_be_bytes());
 }
 
 /// Write a big-endian u32 at `off`.
 #[inline(always)]
-pub(crate) fn put32(b: &mut [u8], off: usize, v: u32) {
+pub fn put32(b: &mut [u8], off: usize, v: u32) {
     b[off..off + 4].copy_from_slice(&v.to_be_bytes());
 }
