@@ -248,7 +248,7 @@ pub fn hex(s: &str) -> Result<Vec<u8>, String> {
         .chars()
         .filter(|c| !matches!(c, ':' | ' ' | '_'))
         .collect();
-    if t.len() % 2 != 0 {
+    if !t.len().is_multiple_of(2) {
         return Err("hex has an odd number of digits".into());
     }
     (0..t.len())

@@ -200,7 +200,7 @@ fn udp6(dst_mac: Mac, src: &str, dst: &str, hops: u8) -> Vec<u8> {
 fn forwards_ipv4_with_ttl_decrement_and_mac_rewrite() {
     let mut r = Rig::new();
     let f = udp4(MAC0, [10, 0, 0, 2], [10, 1, 0, 2], 64, 100);
-    r.rx(0, &[f.clone()]);
+    r.rx(0, std::slice::from_ref(&f));
     let out = r.take_tx(1);
     assert_eq!(out.len(), 1);
     let s = SlicedPacket::from_ethernet(&out[0]).unwrap();
@@ -255,7 +255,7 @@ fn forwards_ipv6_and_vlan_out_and_in() {
 fn ttl_one_gets_time_exceeded_back_to_the_source() {
     let mut r = Rig::new();
     let f = udp4(MAC0, [10, 0, 0, 2], [10, 1, 0, 2], 1, 30);
-    r.rx(0, &[f.clone()]);
+    r.rx(0, std::slice::from_ref(&f));
     assert_eq!(r.drops(DropReason::TtlExpired), 1);
     assert!(r.take_tx(1).is_empty());
     let back = r.take_tx(0);
@@ -287,7 +287,7 @@ fn df_packet_over_mtu_gets_frag_needed() {
     let mut f = udp4(MAC0, [10, 0, 0, 2], [10, 2, 0, 9], 64, 1200);
     f[20] |= 0x40; // DF
     crate::wire::Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
-    r.rx(0, &[f.clone()]);
+    r.rx(0, std::slice::from_ref(&f));
     assert_eq!(r.drops(DropReason::MtuExceeded), 1);
     let back = r.take_tx(0);
     assert_eq!(back.len(), 1);
