@@ -12,3 +12,4 @@ pub mod pipeline;
 pub mod stats;
 pub mod tables;
 pub mod wire;
+pub mod worker;
