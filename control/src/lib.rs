@@ -1,4 +1,6 @@
 //! The ferrogate control plane: config, object model, table publishing, management API.
 
+pub mod build;
 pub mod config;
 pub mod parse;
+pub mod state;

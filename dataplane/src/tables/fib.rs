@@ -13,7 +13,7 @@ use crate::stats::DropReason;
 use std::net::IpAddr;
 
 /// What to do with a packet whose destination matched a route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NextHop {
     /// Send it with this L2 rewrite.
     Forward(Adjacency),

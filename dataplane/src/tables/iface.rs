@@ -68,7 +68,7 @@ impl PortEntry {
 }
 
 /// A precomputed L2 rewrite: everything needed to send an IP packet to one neighbor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Adjacency {
     pub ifindex: IfIndex,
     pub port: u16,

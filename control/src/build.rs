@@ -1,0 +1,199 @@
+//! Turning the object model into the tables the workers read. Interfaces keep their index
+//! (`State::ifaces[i]` is dataplane `IfIndex` i). Addresses become local host routes,
+//! connected subnets glean routes, resolved neighbors host routes with a full L2 rewrite
+//! (adjacency), and static routes point at their gateway's adjacency when it is resolved.
+
+use crate::parse::Prefix;
+use crate::state::{RouteTarget, State};
+use dataplane::tables::fib::{Fib, FibRoute, NextHop};
+use dataplane::tables::iface::{Adjacency, IfKind, Interface, PortEntry};
+use dataplane::tables::Tables;
+use dataplane::wire::Mac;
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// What only exists once ports are up.
+#[derive(Debug, Clone, Default)]
+pub struct Runtime {
+    /// DPDK port id of each configured port (same order as `State::ports`).
+    pub port_ids: Vec<u16>,
+    /// MAC of each configured port.
+    pub port_macs: Vec<Mac>,
+}
+
+impl Runtime {
+    /// A runtime for tests: port i is DPDK port i with MAC 02:00:00:00:00:(i+1).
+    pub fn fake(n: usize) -> Runtime {
+        Runtime {
+            port_ids: (0..n as u16).collect(),
+            port_macs: (0..n).map(|i| Mac([2, 0, 0, 0, 0, i as u8 + 1])).collect(),
+        }
+    }
+}
+
+/// A resolved neighbor: (interface index, address) -> MAC.
+pub type Neighbors = HashMap<(usize, IpAddr), Mac>;
+
+struct NhSet {
+    list: Vec<NextHop>,
+    index: HashMap<NextHop, u32>,
+}
+
+impl NhSet {
+    fn id(&mut self, nh: NextHop) -> u32 {
+        if let Some(&i) = self.index.get(&nh) {
+            return i;
+        }
+        let i = self.list.len() as u32;
+        self.list.push(nh);
+        self.index.insert(nh, i);
+        i
+    }
+}
+
+/// Build tables from `state`, with the dynamic neighbors merged over the static ones.
+pub fn build_tables(
+    st: &State,
+    rt: &Runtime,
+    dynamic: &Neighbors,
+    version: u64,
+) -> Result<Tables, String> {
+    let mut interfaces = Vec::new();
+    let max_port = rt.port_ids.iter().copied().max().unwrap_or(0) as usize;
+    let mut ports = vec![PortEntry::default(); max_port + 1];
+    for (pi, &pid) in rt.port_ids.iter().enumerate() {
+        ports[pid as usize].mac = rt.port_macs.get(pi).copied().unwrap_or_default();
+    }
+    for (i, f) in st.ifaces.iter().enumerate() {
+        let pid = *rt
+            .port_ids
+            .get(f.port)
+            .ok_or("runtime has fewer ports than the config")?;
+        let mac = rt.port_macs[f.port];
+        let first = |v6: bool| {
+            f.addrs
+                .iter()
+                .find(|a| a.addr.is_ipv6() == v6)
+                .map(|a| a.addr)
+        };
+        interfaces.push(Interface {
+            kind: IfKind::Port {
+                port: pid,
+                vlan: f.vlan,
+            },
+            mac,
+            mtu: f.mtu.unwrap_or(st.ports[f.port].mtu),
+            icmp_src_v4: first(false).and_then(|a| match a {
+                IpAddr::V4(v) => Some(v.octets()),
+                _ => None,
+            }),
+            icmp_src_v6: first(true).and_then(|a| match a {
+                IpAddr::V6(v) => Some(v.octets()),
+                _ => None,
+            }),
+        });
+        let pe = &mut ports[pid as usize];
+        if f.vlan == 0 {
+            pe.untagged = Some(i as u16);
+        } else {
+            pe.vlans.push((f.vlan, i as u16));
+        }
+    }
+
+    let mut neigh: Neighbors = st
+        .neighbors
+        .iter()
+        .map(|n| ((n.iface, n.ip), n.mac))
+        .collect();
+    for (k, v) in dynamic {
+        neigh.entry(*k).or_insert(*v);
+    }
+    let adjacency = |iface: usize, mac: Mac| {
+        let f = &interfaces[iface];
+        let IfKind::Port { port, vlan } = f.kind else {
+            unreachable!("port interfaces only")
+        };
+        NextHop::Forward(Adjacency {
+            ifindex: iface as u16,
+            port,
+            vlan,
+            dst: mac,
+            src: f.mac,
+            mtu: f.mtu,
+        })
+    };
+
+    let mut nhs = NhSet {
+        list: Vec::new(),
+        index: HashMap::new(),
+    };
+    // Prefix -> next hop; later inserts of the same prefix lose (static routes and our own
+    // addresses win over neighbor host routes).
+    let mut routes: HashMap<Prefix, u32> = HashMap::new();
+    for (i, f) in st.ifaces.iter().enumerate() {
+        for a in &f.addrs {
+            let host = Prefix {
+                addr: a.addr,
+                len: if a.addr.is_ipv6() { 128 } else { 32 },
+            };
+            routes.insert(host, nhs.id(NextHop::Local { ifindex: i as u16 }));
+        }
+    }
+    for r in &st.routes {
+        let nh = match r.target {
+            RouteTarget::Blackhole => NextHop::Blackhole,
+            RouteTarget::Iface(i) => NextHop::Glean { ifindex: i as u16 },
+            RouteTarget::Via { gateway, iface } => {
+                let Some(i) = iface.or_else(|| st.connected_iface(gateway)) else {
+                    return Err(format!(
+                        "route {}: gateway {gateway} is not on a connected subnet",
+                        r.prefix
+                    ));
+                };
+                match neigh.get(&(i, gateway)) {
+                    Some(&mac) => adjacency(i, mac),
+                    None => NextHop::Unresolved {
+                        ifindex: i as u16,
+                        gateway,
+                    },
+                }
+            }
+        };
+        let id = nhs.id(nh);
+        routes.entry(r.prefix).or_insert(id);
+    }
+    for (i, f) in st.ifaces.iter().enumerate() {
+        for a in &f.addrs {
+            let id = nhs.id(NextHop::Glean { ifindex: i as u16 });
+            routes.entry(a.subnet()).or_insert(id);
+        }
+    }
+    let mut nkeys: Vec<_> = neigh.iter().collect();
+    nkeys.sort_by_key(|((i, ip), _)| (*i, *ip));
+    for (&(i, ip), &mac) in nkeys {
+        if i >= interfaces.len() {
+            continue;
+        }
+        let host = Prefix {
+            addr: ip,
+            len: if ip.is_ipv6() { 128 } else { 32 },
+        };
+        let id = nhs.id(adjacency(i, mac));
+        routes.entry(host).or_insert(id);
+    }
+    let list: Vec<FibRoute> = routes
+        .iter()
+        .map(|(p, &nexthop)| FibRoute {
+            addr: p.addr,
+            len: p.len,
+            nexthop,
+        })
+        .collect();
+    let fib = Fib::build(&list, nhs.list)?;
+    Ok(Tables {
+        version,
+        ports,
+        interfaces,
+        fib,
+    })
+}
