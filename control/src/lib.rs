@@ -1,6 +1,8 @@
 //! The ferrogate control plane: config, object model, table publishing, management API.
 
+pub mod api;
 pub mod build;
 pub mod config;
 pub mod parse;
+pub mod render;
 pub mod state;
