@@ -3,6 +3,8 @@
 pub mod api;
 pub mod build;
 pub mod config;
+pub mod hoststack;
+pub mod neighbor;
 pub mod parse;
 pub mod render;
 pub mod state;

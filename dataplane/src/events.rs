@@ -10,8 +10,11 @@ use std::net::IpAddr;
 pub enum PuntKind {
     /// A whole Ethernet frame (ARP) that arrived on `port`.
     L2 { port: u16 },
-    /// An IP packet addressed to us (data at the IP header) that arrived on `ifindex`.
-    L3 { ifindex: IfIndex },
+    /// An IP packet addressed to us (data at the IP header) that arrived on `ifindex`. When
+    /// `l2_len` is non-zero the packet is exactly as received and its original L2 header is
+    /// still in the `l2_len` bytes of headroom in front of it (the host stack needs it for
+    /// Neighbor Discovery).
+    L3 { ifindex: IfIndex, l2_len: u8 },
     /// An IKE packet (UDP 500, or UDP 4500 after the non-ESP marker), data at the IP header.
     Ike { ifindex: IfIndex },
 }

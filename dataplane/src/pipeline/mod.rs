@@ -55,6 +55,8 @@ pub struct Meta {
     pub passes: u8,
     /// Next-hop index chosen by the route lookup.
     pub nh: u32,
+    /// Bytes of L2 header stripped on input (0 once the packet was changed otherwise).
+    pub l2_len: u8,
 }
 
 /// What the pipeline needs from the worker around it.

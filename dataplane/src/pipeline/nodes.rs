@@ -44,6 +44,7 @@ impl<P: Packet> Pipeline<P> {
         match l2.ethertype {
             EtherType::IPV4 | EtherType::IPV6 => {
                 m.v6 = l2.ethertype == EtherType::IPV6;
+                m.l2_len = l2.l3_offset as u8;
                 // Cannot fail: parse checked the frame holds l3_offset bytes.
                 if !p.adj(l2.l3_offset) {
                     return self.drop(ctx, i, DropReason::EthTruncated);
@@ -112,8 +113,17 @@ impl<P: Packet> Pipeline<P> {
 
     /// Local delivery: everything addressed to the gateway goes to the control thread.
     pub(super) fn local<E: Env<P>>(&mut self, ctx: &Ctx, env: &mut E, i: usize) {
-        let ifindex = self.meta[i].in_if;
-        self.punt(ctx, env, i, PuntKind::L3 { ifindex });
+        let m = self.meta[i];
+        let l2_len = if m.passes == 0 { m.l2_len } else { 0 };
+        self.punt(
+            ctx,
+            env,
+            i,
+            PuntKind::L3 {
+                ifindex: m.in_if,
+                l2_len,
+            },
+        );
     }
 
     /// Forwarding: TTL / hop limit, then act on the next hop.

@@ -362,7 +362,13 @@ fn local_arp_and_unresolved_go_to_the_control_thread() {
     let kinds: Vec<PuntKind> = r.env.punted.iter().map(|p| p.kind).collect();
     assert_eq!(
         kinds,
-        vec![PuntKind::L2 { port: 0 }, PuntKind::L3 { ifindex: 0 }]
+        vec![
+            PuntKind::L2 { port: 0 },
+            PuntKind::L3 {
+                ifindex: 0,
+                l2_len: 14
+            }
+        ]
     );
     assert_eq!(
         r.env.punted[0].pkt.len(),
