@@ -74,8 +74,8 @@ struct HostIf {
 pub enum HostOut {
     /// A finished frame for a port.
     L2 { port: u16, frame: Vec<u8> },
-    /// An IP packet to route.
-    L3 { packet: Vec<u8> },
+    /// An IP packet to route, from interface `iface`'s stack.
+    L3 { iface: usize, packet: Vec<u8> },
 }
 
 /// All interfaces' host stacks.
@@ -174,7 +174,7 @@ impl HostStack {
     pub fn poll(&mut self, now: Instant) -> Vec<HostOut> {
         let t = SInstant::from_micros(now.saturating_duration_since(self.epoch).as_micros() as i64);
         let mut out = Vec::new();
-        for h in &mut self.ifs {
+        for (iface, h) in self.ifs.iter_mut().enumerate() {
             if !h.eth_dev.rx.is_empty() {
                 h.eth.poll(t, &mut h.eth_dev, &mut h.sockets);
             }
@@ -200,7 +200,12 @@ impl HostStack {
                     frame,
                 });
             }
-            out.extend(h.ip_dev.tx.drain(..).map(|packet| HostOut::L3 { packet }));
+            out.extend(
+                h.ip_dev
+                    .tx
+                    .drain(..)
+                    .map(|packet| HostOut::L3 { iface, packet }),
+            );
         }
         out
     }
