@@ -271,8 +271,8 @@ mod tests {
         let out = h.poll(Instant::now());
         assert_eq!(out.len(), 2, "{out:?}");
         for o in out {
-            let HostOut::L3 { packet } = o else {
-                panic!("L3 expected")
+            let HostOut::L3 { iface: 0, packet } = o else {
+                panic!("L3 from interface 0 expected")
             };
             let s = SlicedPacket::from_ip(&packet).unwrap();
             match s.transport.unwrap() {
