@@ -59,6 +59,12 @@ pub struct RawSystem {
     pub neighbor_reachable_secs: u32,
     /// ICMP errors a worker may send per second.
     pub icmp_rate: u32,
+    /// Microseconds a worker sleeps after a run of empty polls (0 = pure polling, the
+    /// production setting; tests on shared CPUs use a small value).
+    pub worker_idle_sleep_us: u32,
+    /// Lcore -> CPU placement for lcores that are not simply "lcore N on CPU N" (EAL
+    /// `--lcores`), e.g. two workers sharing CPU 1: `{ "1" = 1, "2" = 1 }`.
+    pub lcore_cpus: std::collections::BTreeMap<String, u32>,
 }
 
 impl Default for RawSystem {
@@ -76,6 +82,8 @@ impl Default for RawSystem {
             log: "info".into(),
             neighbor_reachable_secs: 30,
             icmp_rate: 100,
+            worker_idle_sleep_us: 0,
+            lcore_cpus: Default::default(),
         }
     }
 }

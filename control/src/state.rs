@@ -131,7 +131,22 @@ impl State {
         }
         valid_name("system.file_prefix", &s.file_prefix)?;
         let cpus = online_cpus();
-        if !cpus.contains(&s.main_lcore) {
+        let mut placed: BTreeMap<u32, u32> = BTreeMap::new();
+        for (k, &cpu) in &s.lcore_cpus {
+            let l: u32 =
+                k.parse().ok().filter(|&l| l < 128).ok_or_else(|| {
+                    format!("system.lcore_cpus: '{k}' is not an lcore number 0..128")
+                })?;
+            if !cpus.contains(&cpu) {
+                return Err(format!(
+                    "system.lcore_cpus.{k}: CPU {cpu} does not exist on this machine (online: {})",
+                    fmt_cpus(&cpus)
+                ));
+            }
+            placed.insert(l, cpu);
+        }
+        let lcore_exists = |l: u32| placed.contains_key(&l) || cpus.contains(&l);
+        if !lcore_exists(s.main_lcore) {
             return Err(format!(
                 "system.main_lcore: lcore {} does not exist on this machine (online: {})",
                 s.main_lcore,
@@ -198,7 +213,7 @@ impl State {
         let mut workers: Vec<Worker> = Vec::new();
         let mut polled: BTreeMap<(usize, u16), usize> = BTreeMap::new();
         for (i, w) in raw.workers.iter().enumerate() {
-            if !cpus.contains(&w.lcore) {
+            if !lcore_exists(w.lcore) {
                 return Err(format!(
                     "workers[{i}].lcore: lcore {} does not exist on this machine (online: {})",
                     w.lcore,
@@ -515,6 +530,17 @@ fn fmt_cpus(v: &[u32]) -> String {
         .map(|c| c.to_string())
         .collect::<Vec<_>>()
         .join(",")
+}
+
+impl State {
+    /// The CPU lcore `l` runs on.
+    pub fn lcore_cpu(&self, l: u32) -> u32 {
+        self.system
+            .lcore_cpus
+            .get(&l.to_string())
+            .copied()
+            .unwrap_or(l)
+    }
 }
 
 #[cfg(test)]

@@ -99,6 +99,7 @@ impl Rig {
             clock,
             clock_hz: 1_000_000_000,
             icmp_rate: 100,
+            idle_sleep: Duration::from_micros(100),
         };
         let th = std::thread::spawn(move || w.run());
         Rig {

@@ -70,7 +70,12 @@ pub struct Worker<P, R, T> {
     pub clock_hz: u64,
     /// ICMP errors per second this worker may send.
     pub icmp_rate: u32,
+    /// Sleep this long after `IDLE_POLLS_BEFORE_SLEEP` empty polls in a row (zero: never).
+    pub idle_sleep: std::time::Duration,
 }
+
+/// Empty polls in a row before an idle worker may sleep.
+const IDLE_POLLS_BEFORE_SLEEP: u32 = 64;
 
 struct QueueEnv<'a, P> {
     shared: &'a WorkerShared<P>,
@@ -103,6 +108,7 @@ impl<P: Packet, R: RxQueue<P>, T: TxQueue<P>> Worker<P, R, T> {
         let mut icmp = RateLimiter::new(self.icmp_rate, self.icmp_rate.max(1), self.clock_hz);
         let mut resolve = ResolveFilter::new(self.clock_hz / 10);
         let mut env = QueueEnv { shared: &shared };
+        let mut idle_streak = 0u32;
 
         while !shared.stop.load(Ordering::Relaxed) {
             // Burst boundary: adopt the newest tables if the version moved. The previous
@@ -169,8 +175,16 @@ impl<P: Packet, R: RxQueue<P>, T: TxQueue<P>> Worker<P, R, T> {
                 resolve = ctx.resolve;
             }
             flush(&mut pipeline, &mut self.tx, c);
-            if !busy {
+            if busy {
+                idle_streak = 0;
+            } else {
                 c.idle_polls.inc();
+                idle_streak += 1;
+                // Only reached with nothing to do: the sleep never delays a packet that was
+                // already received.
+                if !self.idle_sleep.is_zero() && idle_streak >= IDLE_POLLS_BEFORE_SLEEP {
+                    std::thread::sleep(self.idle_sleep);
+                }
             }
         }
         // Leave nothing behind: queued output is freed (dropped) with the pipeline.
@@ -319,6 +333,7 @@ mod tests {
             clock,
             clock_hz: 1_000_000_000,
             icmp_rate: 10,
+            idle_sleep: std::time::Duration::from_micros(100),
         };
         let th = std::thread::spawn(move || w.run());
         input

@@ -215,3 +215,21 @@ fn route_add_del_on_a_copy() {
     });
     assert!(e.unwrap_err().starts_with("prefix:"));
 }
+
+#[test]
+fn lcore_placement_lets_two_workers_share_a_cpu() {
+    let cfg = BASE
+        .replace(
+            "[system]\nmain_lcore = 0",
+            "[system]\nmain_lcore = 0\n[system.lcore_cpus]\n\"1\" = 1\n\"2\" = 1",
+        )
+        .replace(
+            "rx = [\"wan:0\", \"lan:0\"]",
+            "rx = [\"wan:0\"]\n[[workers]]\nlcore = 2\nrx = [\"lan:0\"]",
+        );
+    let s = State::from_config(&RawConfig::parse(&cfg).unwrap()).unwrap();
+    assert_eq!(s.workers.len(), 2);
+    assert_eq!(s.lcore_cpu(2), 1);
+    let bad = cfg.replace("\"2\" = 1", "\"2\" = 99");
+    refused(&bad, "system.lcore_cpus.2: CPU 99 does not exist");
+}
