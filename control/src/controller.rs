@@ -28,8 +28,25 @@ const PUNT_BUDGET: usize = 256;
 /// Makes a packet from bytes (an mbuf from the pool in the daemon).
 pub type PacketMaker<P> = Box<dyn FnMut(&[u8]) -> Option<P> + Send>;
 
-/// Rows for `show ports` (needs the NIC; supplied by the daemon).
-pub type PortRows = Box<dyn Fn(&State) -> Vec<Value> + Send>;
+/// What only the platform (DPDK) can report: `show ports` rows and the packet pool.
+pub trait Platform: Send {
+    /// One row per configured port.
+    fn port_rows(&self, st: &State) -> Vec<Value>;
+    /// Pool size, available and in-use mbufs.
+    fn pool(&self) -> Value;
+}
+
+/// A platform with no NICs (tests).
+pub struct NoPlatform;
+
+impl Platform for NoPlatform {
+    fn port_rows(&self, _: &State) -> Vec<Value> {
+        Vec::new()
+    }
+    fn pool(&self) -> Value {
+        Value::Null
+    }
+}
 
 /// The control thread's state.
 pub struct Controller<P> {
@@ -47,7 +64,7 @@ pub struct Controller<P> {
     neigh: NeighborTable,
     host: HostStack,
     make: PacketMaker<P>,
-    port_rows: PortRows,
+    platform: Box<dyn Platform>,
     /// Packets the control thread could not inject (pool empty or queue full).
     pub inject_failed: u64,
 }
@@ -74,7 +91,7 @@ impl<P: Packet + Send> Controller<P> {
         lcores: Vec<u32>,
         inject: Vec<Arc<ArrayQueue<Injected<P>>>>,
         make: PacketMaker<P>,
-        port_rows: PortRows,
+        platform: Box<dyn Platform>,
     ) -> Result<(Controller<P>, Arc<TablesHandle>), String> {
         let neigh = NeighborTable::new(
             if_infos(&state, &rt),
@@ -100,7 +117,7 @@ impl<P: Packet + Send> Controller<P> {
             neigh,
             host,
             make,
-            port_rows,
+            platform,
             inject_failed: 0,
         };
         Ok((c, handle))
@@ -278,7 +295,8 @@ impl<P: Packet + Send> Controller<P> {
     pub fn handle(&mut self, req: Request) -> Response {
         match req {
             Request::Ping => Response::ok(json!({"version": self.version})),
-            Request::ShowPorts => Response::ok(Value::Array((self.port_rows)(&self.state))),
+            Request::ShowPorts => Response::ok(Value::Array(self.platform.port_rows(&self.state))),
+            Request::ShowPool => Response::ok(self.platform.pool()),
             Request::ShowInterfaces => Response::ok(self.show_interfaces()),
             Request::ShowRoutes => Response::ok(self.show_routes()),
             Request::ShowNeighbors => Response::ok(self.show_neighbors()),

@@ -83,7 +83,7 @@ impl Rig {
             vec![1],
             inject.clone(),
             Box::new(|b: &[u8]| Some(HeapPacket::from_frame(b))),
-            Box::new(|_| Vec::new()),
+            Box::new(control::controller::NoPlatform),
         )
         .unwrap();
         let rx: [Q; 2] = Default::default();

@@ -15,6 +15,7 @@ pub enum Request {
     ShowNeighbors,
     ShowStats,
     ShowErrors,
+    ShowPool,
     RouteAdd {
         route: RawRoute,
     },

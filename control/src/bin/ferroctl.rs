@@ -55,6 +55,8 @@ enum Show {
     Stats,
     /// Drop counters by reason.
     Errors,
+    /// The packet buffer pool (size, available, in use).
+    Pool,
 }
 
 #[derive(Subcommand)]
@@ -104,6 +106,7 @@ fn main() -> ExitCode {
             Show::Neighbors => Request::ShowNeighbors,
             Show::Stats => Request::ShowStats,
             Show::Errors => Request::ShowErrors,
+            Show::Pool => Request::ShowPool,
         },
         Cmd::Route { op } => match op {
             RouteOp::Add(a) => Request::RouteAdd {
