@@ -135,6 +135,14 @@ impl<P: Packet + Send> Controller<P> {
                     .map(|i| (i, gateway)),
                 _ => None,
             })
+            // A static neighbor is authoritative: never ARP for it.
+            .filter(|&(i, gw)| {
+                !self
+                    .state
+                    .neighbors
+                    .iter()
+                    .any(|n| n.iface == i && n.ip == gw)
+            })
             .collect();
         for (i, gw) in gws {
             if let Some(f) = self.neigh.request(i, gw, now) {

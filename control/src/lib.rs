@@ -4,6 +4,7 @@ pub mod api;
 pub mod build;
 pub mod config;
 pub mod controller;
+pub mod daemon;
 pub mod hoststack;
 pub mod neighbor;
 pub mod parse;

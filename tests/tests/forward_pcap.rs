@@ -32,6 +32,10 @@ name = "out"
 port = "out"
 addresses = ["10.0.2.1/24", "fd00:2::1/64"]
 [[neighbors]]
+ip = "10.0.1.2"
+mac = "02:00:00:00:01:02"
+interface = "in"
+[[neighbors]]
 ip = "10.0.2.2"
 mac = "02:00:00:00:02:02"
 interface = "out"
@@ -162,7 +166,14 @@ fn pcap_in_pcap_out_frame_by_frame_and_malformed_counted() {
     assert!(pool["in_use"].as_u64().is_some(), "{pool}");
 
     let got = pcap::read(&out);
-    assert_eq!(got.len(), expected.len(), "frames out");
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "frames out: {:02x?}",
+        got.iter()
+            .filter(|g| !expected.contains(g))
+            .collect::<Vec<_>>()
+    );
     for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
         assert_eq!(g, e, "frame {i} differs");
     }

@@ -6,6 +6,7 @@
 //! the adapter, so the data is always one slice.
 
 mod heap;
+mod mbuf;
 
 pub use heap::HeapPacket;
 
