@@ -1,1 +1,11 @@
-//! ferrobench support code.
+//! ferrobench support code: input captures, the processes under test (ferrogate and the DPDK
+//! reference apps) and how their rates are sampled.
+//!
+//! Method (the same as `../shared/bench-reference`): one forwarding core fed from memory by
+//! `net_pcap,rx_pcap=FILE,infinite_rx=1`, output to `net_null,no-rx=1`, the rate read from the
+//! output port's ethdev counters over a window after a warm-up. Both programs are measured the
+//! same way in the same invocation, so their ratio is fair even on a machine whose speed drifts.
+
+pub mod frames;
+pub mod pcap;
+pub mod run;

@@ -7,7 +7,7 @@
 //! Missing prerequisites (root, hugepages, binaries) fail the test with a message saying what
 //! to run; they never silently skip.
 
-pub mod pcap;
+pub use bench::pcap;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -27,16 +27,14 @@ struct Trie {
     root: Vec<u32>,
     /// Groups of 256 slots, back to back.
     groups: Vec<u32>,
-    key_bits: u32,
     n: usize,
 }
 
 impl Trie {
-    fn build(key_bits: u32, mut routes: Vec<(u128, u8, u32)>) -> Result<Trie, String> {
+    fn build(mut routes: Vec<(u128, u8, u32)>) -> Result<Trie, String> {
         let mut t = Trie {
             root: vec![0; 1 << ROOT_BITS],
             groups: Vec::new(),
-            key_bits,
             n: 0,
         };
         // Shortest first; duplicates become adjacent.
@@ -167,7 +165,7 @@ impl Lpm4 {
             }
             v.push((masked((u32::from(a) as u128) << 96, l), l, x));
         }
-        Trie::build(32, v).map(Lpm4)
+        Trie::build(v).map(Lpm4)
     }
 
     #[inline]
@@ -199,7 +197,7 @@ impl Lpm6 {
             }
             v.push((masked(u128::from(a), l), l, x));
         }
-        Trie::build(128, v).map(Lpm6)
+        Trie::build(v).map(Lpm6)
     }
 
     #[inline]

@@ -4,9 +4,15 @@
 use std::io::Write;
 use std::path::Path;
 
-/// Write `frames` as a pcap (Ethernet link type, microsecond timestamps).
+/// Write `frames` as a pcap (Ethernet link type, microsecond timestamps); panics on I/O
+/// errors (for tests).
 pub fn write(path: &Path, frames: &[Vec<u8>]) {
-    let mut f = std::fs::File::create(path).expect("create pcap");
+    try_write(path, frames).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// Write `frames` as a pcap.
+pub fn try_write(path: &Path, frames: &[Vec<u8>]) -> std::io::Result<()> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
     let mut hdr = Vec::with_capacity(24);
     hdr.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
     hdr.extend_from_slice(&2u16.to_le_bytes());
@@ -15,16 +21,15 @@ pub fn write(path: &Path, frames: &[Vec<u8>]) {
     hdr.extend_from_slice(&0u32.to_le_bytes());
     hdr.extend_from_slice(&65535u32.to_le_bytes());
     hdr.extend_from_slice(&1u32.to_le_bytes());
-    f.write_all(&hdr).expect("write pcap");
+    f.write_all(&hdr)?;
     for (i, fr) in frames.iter().enumerate() {
-        let mut r = Vec::with_capacity(16 + fr.len());
-        r.extend_from_slice(&(i as u32).to_le_bytes());
-        r.extend_from_slice(&0u32.to_le_bytes());
-        r.extend_from_slice(&(fr.len() as u32).to_le_bytes());
-        r.extend_from_slice(&(fr.len() as u32).to_le_bytes());
-        r.extend_from_slice(fr);
-        f.write_all(&r).expect("write pcap");
+        f.write_all(&(i as u32).to_le_bytes())?;
+        f.write_all(&0u32.to_le_bytes())?;
+        f.write_all(&(fr.len() as u32).to_le_bytes())?;
+        f.write_all(&(fr.len() as u32).to_le_bytes())?;
+        f.write_all(fr)?;
     }
+    f.flush()
 }
 
 /// Read every frame of a pcap (either byte order, micro- or nanosecond magic).

@@ -1,0 +1,317 @@
+//! The programs under test, started as child processes, and the sampling of their output
+//! port's transmitted-packet counter. Each program gets its own `--file-prefix` and runs
+//! `--in-memory`, so nothing is left behind and two runs never collide.
+
+use control::api::client;
+use control::api::proto::Request;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+/// Something forwarding from an input pcap to a null port whose TX counter we can read.
+pub trait Dut {
+    /// Packets transmitted on the output port so far.
+    fn tx_packets(&mut self) -> Result<u64, String>;
+    /// Stop the program (and return its log on failure).
+    fn stop(self: Box<Self>) -> Result<(), String>;
+}
+
+/// One measurement: packets over a window.
+#[derive(Debug, Clone, Copy)]
+pub struct Rate {
+    pub packets: u64,
+    pub seconds: f64,
+}
+
+impl Rate {
+    pub fn mpps(&self) -> f64 {
+        self.packets as f64 / self.seconds / 1e6
+    }
+    /// Gbit/s of Ethernet frame bytes (no FCS, preamble or gap), like the reference figures.
+    pub fn gbps(&self, frame_len: usize) -> f64 {
+        self.packets as f64 * frame_len as f64 * 8.0 / self.seconds / 1e9
+    }
+    /// Core cycles per packet: the forwarding core spins at 100 %, so every cycle of the
+    /// window is spent on these packets.
+    pub fn cycles_per_packet(&self, hz: f64) -> f64 {
+        if self.packets == 0 {
+            return f64::INFINITY;
+        }
+        hz * self.seconds / self.packets as f64
+    }
+}
+
+/// Warm up, then count packets over `window`.
+pub fn measure(d: &mut dyn Dut, warmup: Duration, window: Duration) -> Result<Rate, String> {
+    std::thread::sleep(warmup);
+    let (t0, p0) = (Instant::now(), d.tx_packets()?);
+    std::thread::sleep(window);
+    let p1 = d.tx_packets()?;
+    let seconds = t0.elapsed().as_secs_f64();
+    Ok(Rate {
+        packets: p1.saturating_sub(p0),
+        seconds,
+    })
+}
+
+/// Nominal core clock from /proc/cpuinfo (MHz of the first CPU).
+pub fn cpu_hz() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let l = s.lines().find(|l| l.starts_with("cpu MHz"))?;
+    let mhz: f64 = l.split(':').nth(1)?.trim().parse().ok()?;
+    Some(mhz * 1e6)
+}
+
+/// A binary next to the running one (cargo puts all of the workspace's binaries together).
+pub fn sibling(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join(name)))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// ferrogate routing from the input pcap to net_null with one worker on lcore 1.
+pub struct Ferrogate {
+    child: Child,
+    socket: String,
+    log: PathBuf,
+}
+
+impl Ferrogate {
+    pub fn config(socket: &str, prefix: &str, input: &Path) -> String {
+        format!(
+            r#"[system]
+socket = "{socket}"
+file_prefix = "{prefix}"
+main_lcore = 0
+mempool_mbufs = 16383
+worker_idle_sleep_us = 0
+log = "warn"
+
+[[ports]]
+name = "in"
+devargs = "net_pcap0,rx_pcap={input},infinite_rx=1"
+mac = "02:00:00:00:00:02"
+[[ports]]
+name = "out"
+devargs = "net_null0,no-rx=1"
+
+[[workers]]
+lcore = 1
+rx = ["in:0", "out:0"]
+
+[[interfaces]]
+name = "in"
+port = "in"
+addresses = ["10.0.0.254/24"]
+[[interfaces]]
+name = "out"
+port = "out"
+addresses = ["10.9.0.1/24"]
+
+[[neighbors]]
+ip = "10.9.0.2"
+mac = "02:00:00:00:00:09"
+interface = "out"
+
+[[routes]]
+prefix = "10.1.0.0/16"
+via = "10.9.0.2"
+"#,
+            input = input.display()
+        )
+    }
+
+    pub fn start(dir: &Path, input: &Path) -> Result<Ferrogate, String> {
+        let socket = dir.join("ferrogate.sock").display().to_string();
+        let prefix = format!("fgbench{}", std::process::id());
+        let cfg = dir.join("ferrogate.toml");
+        std::fs::write(&cfg, Self::config(&socket, &prefix, input)).map_err(|e| e.to_string())?;
+        let log = dir.join("ferrogate.log");
+        let logf = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+        let bin = sibling("ferrogate");
+        let child = Command::new(&bin)
+            .arg("--config")
+            .arg(&cfg)
+            .stdout(logf.try_clone().map_err(|e| e.to_string())?)
+            .stderr(logf)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        let mut f = Ferrogate { child, socket, log };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(st)) = f.child.try_wait() {
+                return Err(format!("ferrogate exited ({st}): {}", f.log_text()));
+            }
+            if client::call(&f.socket, &Request::Ping).is_ok() {
+                return Ok(f);
+            }
+            if Instant::now() > deadline {
+                let _ = f.child.kill();
+                return Err(format!("ferrogate did not come up: {}", f.log_text()));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `show stats` of the worker (for cycles the worker itself accounts as busy).
+    pub fn stats(&self) -> Result<serde_json::Value, String> {
+        let r = client::call(&self.socket, &Request::ShowStats)?;
+        Ok(r.data)
+    }
+}
+
+impl Dut for Ferrogate {
+    fn tx_packets(&mut self) -> Result<u64, String> {
+        let r = client::call(&self.socket, &Request::ShowPorts)?;
+        r.data
+            .as_array()
+            .and_then(|rows| rows.iter().find(|p| p["name"] == "out"))
+            .and_then(|p| p["opackets"].as_u64())
+            .ok_or_else(|| format!("no 'out' port in show ports: {}", r.data))
+    }
+
+    fn stop(mut self: Box<Self>) -> Result<(), String> {
+        // SIGTERM through kill(1): the daemon shuts down cleanly and reports leaks.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return if st.success() {
+                    Ok(())
+                } else {
+                    Err(format!("ferrogate exited {st}: {}", self.log_text()))
+                };
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        Err("ferrogate did not stop within 20 s".into())
+    }
+}
+
+/// `dpdk-testpmd` in interactive mode, driven over its stdin.
+pub struct Testpmd {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+}
+
+impl Testpmd {
+    /// Start testpmd forwarding `net_pcap0` → `net_null0` on lcore 1 in `mode` (io, mac).
+    pub fn start(input: &Path, mode: &str) -> Result<Testpmd, String> {
+        let prefix = format!("fgbenchpmd{}", std::process::id());
+        // stdbuf: testpmd's stdout is a pipe here, which glibc would buffer fully.
+        let mut child = Command::new("stdbuf")
+            .args([
+                "-oL",
+                "dpdk-testpmd",
+                "-l",
+                "0,1",
+                "--in-memory",
+                "--no-pci",
+                "--no-telemetry",
+                "--file-prefix",
+                &prefix,
+            ])
+            .arg("--vdev")
+            .arg(format!(
+                "net_pcap0,rx_pcap={},infinite_rx=1",
+                input.display()
+            ))
+            .args([
+                "--vdev",
+                "net_null0,no-rx=1",
+                "--",
+                "-i",
+                "--nb-cores=1",
+                "--rxq=1",
+                "--txq=1",
+                "--no-flush-rx",
+            ])
+            .arg(format!("--forward-mode={mode}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start dpdk-testpmd (install the dpdk package): {e}"))?;
+        let stdin = child.stdin.take().ok_or("no stdin")?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut t = Testpmd {
+            child,
+            stdin,
+            lines: rx,
+        };
+        t.cmd("start")?;
+        t.wait_for(
+            |l| l.contains("packet forwarding - ports="),
+            Duration::from_secs(60),
+        )?;
+        Ok(t)
+    }
+
+    fn cmd(&mut self, c: &str) -> Result<(), String> {
+        writeln!(self.stdin, "{c}").map_err(|e| format!("testpmd stdin: {e}"))
+    }
+
+    fn wait_for(&mut self, mut f: impl FnMut(&str) -> bool, t: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + t;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if f(&l) => return Ok(l),
+                Ok(_) => {}
+                Err(_) => return Err("testpmd did not answer (exited or timed out)".into()),
+            }
+        }
+    }
+}
+
+impl Dut for Testpmd {
+    fn tx_packets(&mut self) -> Result<u64, String> {
+        self.cmd("show port stats 1")?;
+        self.wait_for(
+            |l| l.contains("NIC statistics for port 1"),
+            Duration::from_secs(10),
+        )?;
+        let l = self.wait_for(|l| l.contains("TX-packets:"), Duration::from_secs(10))?;
+        l.split_whitespace()
+            .skip_while(|w| *w != "TX-packets:")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("cannot parse testpmd line '{l}'"))
+    }
+
+    fn stop(mut self: Box<Self>) -> Result<(), String> {
+        let _ = self.cmd("stop");
+        let _ = self.cmd("quit");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Ok(())
+    }
+}
