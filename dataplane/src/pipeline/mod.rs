@@ -9,6 +9,7 @@
 //! decapsulated packet re-classified) is picked up in a later round, and `Meta::passes`
 //! bounds how often that may happen, so no input can make a worker loop.
 
+mod fast;
 mod nodes;
 mod ratelimit;
 
@@ -103,6 +104,8 @@ pub struct Pipeline<P> {
     sched: Box<Sched>,
     /// Output per DPDK port, drained by the worker after each run.
     pub tx: Vec<Vec<P>>,
+    /// Take the IPv4 fast path where it applies (off only in tests that compare the paths).
+    pub fast_path: bool,
 }
 
 impl<P: Packet> Pipeline<P> {
@@ -118,6 +121,7 @@ impl<P: Packet> Pipeline<P> {
             tx: (0..n_ports)
                 .map(|_| Vec::with_capacity(2 * MAX_BURST))
                 .collect(),
+            fast_path: true,
         }
     }
 
@@ -131,15 +135,30 @@ impl<P: Packet> Pipeline<P> {
         in_port: u16,
     ) {
         let n = rx.len().min(MAX_BURST);
-        for (i, p) in rx.drain(..n).enumerate() {
-            self.slots[i] = Some(p);
-            self.meta[i] = Meta {
+        let mut slow = 0;
+        for mut p in rx.drain(..n) {
+            if let Some(port) = self
+                .fast_path
+                .then(|| fast::try_forward4(t, in_port, &mut p))
+                .flatten()
+            {
+                match self.tx.get_mut(port as usize) {
+                    Some(q) if q.len() < q.capacity() => q.push(p),
+                    _ => ctx.counters.drop(DropReason::TxQueueFull),
+                }
+                continue;
+            }
+            self.slots[slow] = Some(p);
+            self.meta[slow] = Meta {
                 in_port,
                 ..Meta::default()
             };
-            self.sched.push(Node::L2In, i);
+            self.sched.push(Node::L2In, slow);
+            slow += 1;
         }
-        self.execute(t, ctx, env);
+        if slow > 0 {
+            self.execute(t, ctx, env);
+        }
     }
 
     /// Run IP packets originated by the gateway (data at the IP header) through routing.

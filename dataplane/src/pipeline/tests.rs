@@ -421,3 +421,88 @@ fn local_origin_packets_are_routed_without_ttl_change() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0][14 + 8], 1, "TTL untouched");
 }
+
+mod fast_path {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Everything observable after a burst: TX frames per port, drop counters, punts, events.
+    fn observe(
+        fast: bool,
+        frames: &[Vec<u8>],
+        port: u16,
+    ) -> (Vec<Vec<Vec<u8>>>, Vec<u64>, usize, usize) {
+        let mut r = Rig::new();
+        r.p.fast_path = fast;
+        r.rx(port, frames);
+        // Per port as a multiset: the fast path may emit its packets ahead of the others.
+        let mut tx = vec![r.take_tx(0), r.take_tx(1)];
+        tx.iter_mut().for_each(|q| q.sort());
+        let drops = DropReason::ALL.iter().map(|&d| r.drops(d)).collect();
+        (tx, drops, r.env.punted.len(), r.env.events.len())
+    }
+
+    fn base(kind: u8, ttl: u8, len: usize) -> Vec<u8> {
+        let dsts: [[u8; 4]; 7] = [
+            [10, 1, 0, 2],
+            [10, 0, 0, 7],
+            [10, 2, 0, 5],
+            [10, 0, 0, 1],
+            [192, 0, 2, 1],
+            [10, 1, 0, 9],
+            [8, 8, 8, 8],
+        ];
+        udp4(
+            MAC0,
+            [10, 0, 0, 2],
+            dsts[kind as usize % dsts.len()],
+            ttl,
+            len,
+        )
+    }
+
+    proptest! {
+        /// The fast path decides exactly what the node pipeline decides, for valid frames and
+        /// for frames with any header byte corrupted, truncated or padded.
+        #[test]
+        fn same_result_as_the_node_pipeline(
+            specs in proptest::collection::vec(
+                (any::<u8>(), 0u8..=3, 0usize..1600, proptest::option::of((0usize..60, any::<u8>())), 0usize..4, any::<bool>()),
+                1..40,
+            ),
+        ) {
+            let frames: Vec<Vec<u8>> = specs
+                .iter()
+                .map(|&(kind, ttl, len, flip, cut, pad)| {
+                    let mut f = base(kind, ttl.max(1) + (kind % 3) * 20, len);
+                    if let Some((at, x)) = flip {
+                        if at < f.len() {
+                            f[at] ^= x;
+                        }
+                    }
+                    if pad {
+                        f.extend_from_slice(&[0; 6]);
+                    }
+                    let keep = f.len().saturating_sub(cut * 7);
+                    f.truncate(keep);
+                    f
+                })
+                .collect();
+            prop_assert_eq!(observe(true, &frames, 0), observe(false, &frames, 0));
+        }
+    }
+
+    #[test]
+    fn takes_the_common_case() {
+        let f = base(0, 64, 100);
+        let mut r = Rig::new();
+        r.rx(0, &[f.clone()]);
+        let out = r.take_tx(1);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0][22], 63);
+        let mut r2 = Rig::new();
+        r2.p.fast_path = false;
+        r2.rx(0, &[f]);
+        assert_eq!(r2.take_tx(1), out);
+    }
+}

@@ -38,6 +38,21 @@ pub fn finish(mut acc: u32) -> u16 {
     !(acc as u16)
 }
 
+/// True if a 20-byte (option-less) IPv4 header's checksum verifies. The one's-complement sum
+/// is byte-order independent, so native-order word loads (no byte swaps) give the same
+/// verdict: the folded sum of a valid header is all ones.
+#[inline(always)]
+pub fn ipv4_header20_ok(h: &[u8; 20]) -> bool {
+    let mut acc: u64 = 0;
+    for w in h.chunks_exact(4) {
+        acc += u32::from_ne_bytes([w[0], w[1], w[2], w[3]]) as u64;
+    }
+    let mut a = fold64(acc);
+    a = (a & 0xffff) + (a >> 16);
+    a = (a & 0xffff) + (a >> 16);
+    a == 0xffff
+}
+
 /// The checksum of `data` alone.
 #[inline]
 pub fn checksum(data: &[u8]) -> u16 {
@@ -72,6 +87,21 @@ pub fn pseudo_v6(src: &[u8; 16], dst: &[u8; 16], next_header: u8, len: u32) -> u
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn header20_verdict_matches_full_checksum() {
+        let mut h = [
+            0x45u8, 0, 0, 84, 0x12, 0x34, 0x40, 0, 64, 1, 0, 0, 10, 0, 1, 2, 10, 0, 2, 2,
+        ];
+        let c = super::checksum(&h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        assert!(super::ipv4_header20_ok(&h));
+        for i in 0..20 {
+            let mut b = h;
+            b[i] ^= 0x10;
+            assert!(!super::ipv4_header20_ok(&b), "corrupt byte {i}");
+        }
+    }
+
     use super::*;
 
     #[test]
