@@ -1,0 +1,1 @@
+//! ESP tests: published vectors, round trips, tampering, truncation.
