@@ -55,7 +55,7 @@ impl std::error::Error for BadWindowSize {}
 impl ReplayWindow {
     /// A fresh window of `size` bits (allocated here, once per SA).
     pub fn new(size: u32, esn: bool) -> Result<Self, BadWindowSize> {
-        if !(MIN_WINDOW..=MAX_WINDOW).contains(&size) || size % 64 != 0 {
+        if !(MIN_WINDOW..=MAX_WINDOW).contains(&size) || size & 63 != 0 {
             return Err(BadWindowSize(size));
         }
         Ok(ReplayWindow {
