@@ -163,8 +163,8 @@ fn published_vectors_are_reproduced_byte_for_byte() {
             let mut sa = vector_sa(&t, chacha_mode());
             sa.set_next_ident(0x2345);
             let mut p = HeapPacket::from_frame(body);
-            let info = encap_with_iv(&mut sa, &mut p, &OuterPolicy::default(), Some(&t.iv))
-                .unwrap();
+            let info =
+                encap_with_iv(&mut sa, &mut p, &OuterPolicy::default(), Some(&t.iv)).unwrap();
             assert_eq!(p.data(), &t.esp_packet[..], "{}", t.name);
             assert_eq!((info.seq, info.len), (5, t.esp_packet.len()));
         } else {
@@ -396,7 +396,11 @@ fn case() -> impl Strategy<Value = Case> {
                     natt,
                     esn,
                     // Without ESN the sequence space ends at 2^32 - 1.
-                    start: if esn { start } else { start.min(u32::MAX as u64) },
+                    start: if esn {
+                        start
+                    } else {
+                        start.min(u32::MAX as u64)
+                    },
                     tos,
                     df,
                     payload,
@@ -470,6 +474,14 @@ proptest! {
         for n in 0..wire.len() {
             let mut t = HeapPacket::from_frame(&wire[..n]);
             prop_assert!(decap(&mut rx, &mut t).is_err(), "truncated to {} accepted", n);
+            if n >= esp {
+                // Cut inside ESP with the IP and UDP lengths made to agree, so the ESP parser
+                // itself meets the short packet.
+                let mut t = HeapPacket::from_frame(&consistent_cut(&wire, esp, n));
+                prop_assert!(decap(&mut rx, &mut t).is_err(), "cut to {} accepted", n);
+                let mut t = HeapPacket::from_frame(&wire[esp..n]);
+                prop_assert!(decap_esp(&mut rx, &mut t).is_err(), "esp cut to {}", n);
+            }
         }
         prop_assert_eq!(rx.replay().top(), c.start - 1);
 
@@ -540,6 +552,64 @@ proptest! {
     }
 }
 
+/// `wire[..n]` with the outer IP (and UDP) length fields rewritten to match.
+fn consistent_cut(wire: &[u8], esp: usize, n: usize) -> Vec<u8> {
+    let mut w = wire[..n].to_vec();
+    if w[0] >> 4 == 4 {
+        let mut ip = Ipv4Packet::new_unchecked(&mut w[..]);
+        ip.set_total_len(n as u16);
+        let udp = ip.protocol() == ipproto::UDP;
+        ip.fill_checksum();
+        if udp {
+            w[esp - 4..esp - 2].copy_from_slice(&((n - esp + 8) as u16).to_be_bytes());
+        }
+    } else {
+        w[4..6].copy_from_slice(&((n - 40) as u16).to_be_bytes());
+        if esp >= 48 && w[esp - 8..esp - 6] == [0x11, 0x94] {
+            w[esp - 4..esp - 2].copy_from_slice(&((n - esp + 8) as u16).to_be_bytes());
+        }
+    }
+    w
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// `encap_esp` / `decap_esp` with the least headroom they need (GMAC with ESN borrows 4
+    /// octets in front of the SPI on both sides).
+    #[test]
+    fn esp_only_round_trip(c in case(), nh in any::<u8>()) {
+        let mut cfg = case_cfg(&c);
+        cfg.mode = if c.tunnel == 0 { Mode::Transport } else { mode(1) };
+        let nh = if c.tunnel == 0 { nh.max(1) } else { ipproto::IPIP };
+        let nh = if nh == ipproto::IPV6_NONXT { 17 } else { nh };
+        let (mut tx, mut rx) = pair(&cfg);
+        tx.set_next_seq_out(c.start);
+        rx.replay_mut().reset_to(c.start - 1);
+        let body = if c.tunnel == 0 { c.payload.clone() } else { ipv4(17, c.tos, c.df, &c.payload) };
+        let scratch = if c.esn && matches!(c.suite, Suite::AesGmac(_)) { 4 } else { 0 };
+        let hdr = 8 + c.suite.iv_len();
+        if hdr + scratch > 0 {
+            let mut p = HeapPacket::with_room(&body, hdr + scratch - 1, 64);
+            prop_assert_eq!(encap_esp(&mut tx, &mut p, nh), Err(DropReason::NoHeadroom));
+        }
+        let mut p = HeapPacket::with_room(&body, hdr + scratch, 64);
+        let e = encap_esp(&mut tx, &mut p, nh).unwrap();
+        prop_assert_eq!(e.seq, c.start);
+        prop_assert_eq!(e.len, p.len());
+        prop_assert_eq!(p.headroom(), scratch);
+        let wire = p.to_vec();
+        if scratch > 0 {
+            let mut q = HeapPacket::with_room(&wire, 0, 0);
+            prop_assert_eq!(decap_esp(&mut rx, &mut q), Err(DropReason::NoHeadroom));
+        }
+        let mut q = HeapPacket::with_room(&wire, scratch, 0);
+        let d = decap_esp(&mut rx, &mut q).unwrap();
+        prop_assert_eq!(q.data(), &body[..]);
+        prop_assert_eq!((d.next_header, d.seq), (nh, c.start));
+    }
+}
+
 // --- directed cases ---------------------------------------------------------------------------
 
 fn gcm_cfg(m: Mode) -> SaConfig {
@@ -572,10 +642,7 @@ fn esn_across_the_2_32_boundary_every_suite() {
                 assert_eq!(d.seq, start + k as u64);
             }
             let mut q = HeapPacket::from_frame(&sent[2]);
-            assert_eq!(
-                decap(&mut rx, &mut q),
-                Err(DropReason::EspReplayDuplicate)
-            );
+            assert_eq!(decap(&mut rx, &mut q), Err(DropReason::EspReplayDuplicate));
             // The receiver must not accept a packet sealed with the wrong high half: the same
             // low 32 bits one epoch later fail the ICV.
             assert_eq!(rx.replay().top(), start + 5);
@@ -646,7 +713,11 @@ fn padding_and_next_header_are_checked_after_authentication() {
         let pad_for = |body: usize| (align - (body + 2) % align) % align;
         let cases: Vec<(Vec<u8>, Result<u8, DropReason>, Mode)> = vec![
             // Good: pad 1, 2, ...
-            (trailer(&body, pad_for(10), None, 17), Ok(17), Mode::Transport),
+            (
+                trailer(&body, pad_for(10), None, 17),
+                Ok(17),
+                Mode::Transport,
+            ),
             // A pad octet out of sequence.
             (
                 trailer(&body, pad_for(10) + align, Some(1), 17),
@@ -873,9 +944,7 @@ fn room_is_checked_before_anything_changes() {
         assert_eq!(tx.last_seq_out(), 0);
         let mut p = HeapPacket::with_room(&frame, 128, 128);
         assert_eq!(
-            encap(&mut tx, &mut p, &OuterPolicy::default())
-                .unwrap()
-                .seq,
+            encap(&mut tx, &mut p, &OuterPolicy::default()).unwrap().seq,
             1
         );
     }
@@ -893,7 +962,11 @@ fn natt_keepalive_and_ike_are_not_esp() {
         u.extend_from_slice(payload);
         ipv4(ipproto::UDP, 0, false, &u)
     };
-    for payload in [&[0xffu8][..], &[0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8][..], &[]] {
+    for payload in [
+        &[0xffu8][..],
+        &[0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8][..],
+        &[],
+    ] {
         let mut p = HeapPacket::from_frame(&udp(payload));
         assert_eq!(decap(&mut rx, &mut p), Err(DropReason::NattBadHeader));
     }
@@ -914,18 +987,21 @@ fn transport_mode_v4_with_options_and_v6_with_extension_headers() {
         let mut p = HeapPacket::from_frame(&frame);
         encap(&mut tx, &mut p, &OuterPolicy::default()).unwrap();
         assert_eq!(&p.data()[esp_at..esp_at + 4], &0x0102_0304u32.to_be_bytes());
-        assert_eq!(&p.data()[..esp_at.min(20)], {
-            let mut h = frame[..esp_at.min(20)].to_vec();
-            if frame[0] >> 4 == 4 {
-                h[2..4].copy_from_slice(&(p.len() as u16).to_be_bytes());
-                h[9] = ipproto::ESP;
-                h[10..12].copy_from_slice(&p.data()[10..12]);
-            } else {
-                h[4..6].copy_from_slice(&((p.len() - 40) as u16).to_be_bytes());
+        assert_eq!(
+            &p.data()[..esp_at.min(20)],
+            {
+                let mut h = frame[..esp_at.min(20)].to_vec();
+                if frame[0] >> 4 == 4 {
+                    h[2..4].copy_from_slice(&(p.len() as u16).to_be_bytes());
+                    h[9] = ipproto::ESP;
+                    h[10..12].copy_from_slice(&p.data()[10..12]);
+                } else {
+                    h[4..6].copy_from_slice(&((p.len() - 40) as u16).to_be_bytes());
+                }
+                h
             }
-            h
-        }
-        .as_slice());
+            .as_slice()
+        );
         let d = decap(&mut rx, &mut p).unwrap();
         assert_eq!(p.data(), &frame[..]);
         assert_eq!(d.next_header, 6);
