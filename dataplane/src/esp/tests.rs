@@ -19,7 +19,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 const VECTORS: &str = include_str!("../../tests/data/esp_vectors.json");
 
 fn hex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex {s}");
+    assert!(s.len() & 1 == 0, "odd hex {s}");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
@@ -700,7 +700,7 @@ fn sealed_raw(sa: &Sa, seq: u32, clear: &[u8]) -> Vec<u8> {
     b.extend_from_slice(&seq.to_be_bytes());
     b.extend_from_slice(&sa.crypto().iv_for(seq as u64)[..s.iv_len()]);
     b.extend_from_slice(clear);
-    b.extend(std::iter::repeat_n(0u8, s.icv_len()));
+    b.resize(b.len() + s.icv_len(), 0);
     sa.crypto().seal(&mut b, 4, None).unwrap();
     b.split_off(4)
 }
