@@ -2,7 +2,8 @@
 //! encapsulation/decapsulation of packets that start at their IP header.
 //!
 //! - [`replay`]: the inbound anti-replay window with ESN inference.
-//! - [`crypto`]: cipher suites and per-SA key schedules; `seal` / `open` of one ESP packet.
+//! - [`suite`]: the cipher suites and their sizes.
+//! - [`crypto`]: per-SA key schedules; `seal` / `open` of one ESP packet.
 //! - [`sa`]: the Security Association (owned by one worker, `&mut` access, no locks).
 //! - [`encap`] / [`decap`]: tunnel and transport mode, optional NAT-T, on any [`Packet`].
 //!
@@ -18,6 +19,7 @@ pub mod encap;
 mod layout;
 pub mod replay;
 pub mod sa;
+pub mod suite;
 
 #[cfg(test)]
 mod tests;
