@@ -5,7 +5,7 @@
 //! - [`suite`]: the cipher suites and their sizes.
 //! - [`crypto`]: per-SA key schedules; `seal` / `open` of one ESP packet.
 //! - [`sa`]: the Security Association (owned by one worker, `&mut` access, no locks).
-//! - [`encap`] / [`decap`]: tunnel and transport mode, optional NAT-T, on any [`Packet`].
+//! - [`mod@encap`] / [`mod@decap`]: tunnel and transport mode, optional NAT-T, on any [`Packet`].
 //!
 //! The per-packet path allocates nothing, takes no lock, makes no syscall and logs nothing;
 //! every malformed input ends as a [`DropReason`].
