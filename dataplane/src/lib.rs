@@ -4,6 +4,7 @@
 //! the same pipeline runs over DPDK mbufs in the daemon and over heap buffers in unit tests and
 //! micro-benchmarks.
 
+pub mod esp;
 pub mod events;
 pub mod icmp_error;
 pub mod outer;
