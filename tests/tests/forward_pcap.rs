@@ -10,6 +10,7 @@ const GW_IN: [u8; 6] = [2, 0, 0, 0, 1, 1];
 const HOST_OUT: [u8; 6] = [2, 0, 0, 0, 2, 2];
 
 fn cfg(inp: &str, out: &str, sink: &str) -> String {
+    let empty = format!("{inp}.empty.pcap");
     format!(
         r#"
 [[ports]]
@@ -47,7 +48,6 @@ interface = "out"
 prefix = "198.18.0.0/15"
 via = "10.0.2.2"
 "#,
-        empty = format!("{inp}.empty.pcap")
     )
 }
 

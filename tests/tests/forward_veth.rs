@@ -69,7 +69,7 @@ fn ping_crosses_the_gateway_with_ttl_decremented_once() {
     // The gateway itself answers (smoltcp).
     ping(&t.a, &["10.0.1.1"]).expect("ping the gateway");
     // Capture in B what arrives, while A pings B with TTL 50.
-    let mut cap = t.b.spawn(&[
+    let cap = t.b.spawn(&[
         "tcpdump",
         "-l",
         "-n",
@@ -97,7 +97,7 @@ fn ping_crosses_the_gateway_with_ttl_decremented_once() {
     );
     let stats = d.json(&["show", "stats"]);
     assert!(stats[0]["rx_packets"].as_u64().unwrap() >= 6);
-    assert!(d.errors().get("ttl-expired").is_none());
+    assert!(!d.errors().contains_key("ttl-expired"));
     // TTL 1 gets "time exceeded" from the gateway.
     let trace =
         t.a.exec(&["ping", "-n", "-c", "1", "-t", "1", "-W", "2", "10.0.2.2"])
@@ -122,10 +122,10 @@ fn route_add_under_a_udp_stream_loses_nothing() {
     t.b.ip(&["addr", "add", "10.0.3.1/32", "dev", "lo"]);
     ping(&t.a, &["10.0.2.2"]).expect("warm-up ping resolves neighbors");
     let tool = udp_tool();
-    let mut rx =
+    let rx =
         t.b.spawn(&["/usr/bin/python3", &tool, "recv", "9000", "1.5", "30"]);
     std::thread::sleep(Duration::from_millis(500));
-    let mut tx = t.a.spawn(&[
+    let tx = t.a.spawn(&[
         "/usr/bin/python3",
         &tool,
         "send",

@@ -94,7 +94,7 @@ fn forward(
         "program", "bytes", "Mpps", "Gbps", "cycles/pkt"
     );
     for &size in sizes {
-        if size < 60 || size > 9000 {
+        if !(60..=9000).contains(&size) {
             return Err(format!("--sizes: {size} is outside 60..=9000"));
         }
         let input = dir.join(format!("in_plain_{size}.pcap"));

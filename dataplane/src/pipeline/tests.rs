@@ -496,7 +496,7 @@ mod fast_path {
     fn takes_the_common_case() {
         let f = base(0, 64, 100);
         let mut r = Rig::new();
-        r.rx(0, &[f.clone()]);
+        r.rx(0, std::slice::from_ref(&f));
         let out = r.take_tx(1);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0][22], 63);
