@@ -57,6 +57,7 @@ pub fn build_tables(
     rt: &Runtime,
     dynamic: &Neighbors,
     version: u64,
+    sa_slots: &std::collections::HashMap<String, dataplane::tables::ipsec::SaRef>,
 ) -> Result<Tables, String> {
     let mut interfaces = Vec::new();
     let max_port = rt.port_ids.iter().copied().max().unwrap_or(0) as usize;
@@ -195,5 +196,6 @@ pub fn build_tables(
         ports,
         interfaces,
         fib,
+        ipsec: st.ipsec.tables(sa_slots, st.workers.len() as u16),
     })
 }

@@ -10,14 +10,19 @@ use crate::config::RawRoute;
 use crate::hoststack::{HostOut, HostStack};
 use crate::neighbor::{IfInfo, NState, NeighborTable};
 use crate::parse::Prefix;
+use crate::state::ipsec::{PolicyAction, SaSpec};
 use crate::state::{RouteTarget, State};
 use crossbeam::queue::ArrayQueue;
+use dataplane::esp::store::{OwnedSa, SaCmd};
+use dataplane::esp::{Mode, Sa, SaCounters};
 use dataplane::events::{Event, InjectKind, Injected, PuntKind};
 use dataplane::packet::Packet;
 use dataplane::stats::DropReason;
+use dataplane::tables::ipsec::SaRef;
 use dataplane::tables::{Tables, TablesHandle};
 use dataplane::worker::WorkerShared;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,6 +72,17 @@ pub struct Controller<P> {
     platform: Box<dyn Platform>,
     /// Packets the control thread could not inject (pool empty or queue full).
     pub inject_failed: u64,
+    /// Installed SAs by name, and what the control thread keeps of each.
+    sa_slots: HashMap<String, SaRef>,
+    sa_info: HashMap<u32, SaInfo>,
+    next_slot: u32,
+}
+
+/// The control thread's record of an installed SA.
+struct SaInfo {
+    spec: SaSpec,
+    counters: Arc<SaCounters>,
+    created: Instant,
 }
 
 fn if_infos(st: &State, rt: &Runtime) -> Vec<IfInfo> {
@@ -97,7 +113,13 @@ impl<P: Packet + Send> Controller<P> {
             if_infos(&state, &rt),
             Duration::from_secs(state.system.neighbor_reachable_secs.max(1) as u64),
         );
-        let t = build_tables(&state, &rt, &neigh.resolved(), 1)?;
+        let mut sas = SaSync {
+            slots: HashMap::new(),
+            info: HashMap::new(),
+            next: 0,
+        };
+        sas.install(&state, &workers)?;
+        let t = build_tables(&state, &rt, &neigh.resolved(), 1, &sas.slots)?;
         let handle = Arc::new(TablesHandle::new(t));
         let mtus: Vec<u16> = state
             .ifaces
@@ -119,6 +141,9 @@ impl<P: Packet + Send> Controller<P> {
             make,
             platform,
             inject_failed: 0,
+            sa_slots: sas.slots,
+            sa_info: sas.info,
+            next_slot: sas.next,
         };
         Ok((c, handle))
     }
@@ -153,7 +178,40 @@ impl<P: Packet + Send> Controller<P> {
 
     /// Build and publish tables for `st`. On error nothing changes.
     fn publish(&mut self, st: &State) -> Result<(), String> {
-        let t = build_tables(st, &self.rt, &self.neigh.resolved(), self.version + 1)?;
+        // New SAs go to their workers before the tables that name them (see the worker loop).
+        let mut sas = SaSync {
+            slots: std::mem::take(&mut self.sa_slots),
+            info: std::mem::take(&mut self.sa_info),
+            next: self.next_slot,
+        };
+        let before: Vec<u32> = sas.info.keys().copied().collect();
+        let installed = sas.install(st, &self.workers);
+        let built = installed.and_then(|()| {
+            build_tables(
+                st,
+                &self.rt,
+                &self.neigh.resolved(),
+                self.version + 1,
+                &sas.slots,
+            )
+        });
+        let gone = match &built {
+            // Everything not in the new state leaves; on failure, everything just installed.
+            Ok(_) => sas.stale(st),
+            Err(_) => sas
+                .info
+                .keys()
+                .copied()
+                .filter(|s| !before.contains(s))
+                .collect(),
+        };
+        for slot in gone {
+            sas.remove(slot, &self.workers);
+        }
+        self.sa_slots = sas.slots;
+        self.sa_info = sas.info;
+        self.next_slot = sas.next;
+        let t = built?;
         self.version += 1;
         let old = self.handle.publish(Arc::new(t));
         self.retired.push(old);
@@ -243,9 +301,23 @@ impl<P: Packet + Send> Controller<P> {
                             self.inject_l2(f.port, &f.bytes);
                         }
                     }
-                    Event::SaSoftExpired { .. }
-                    | Event::SaHardExpired { .. }
-                    | Event::Acquire { .. } => {}
+                    Event::SaSoftExpired { sa } => {
+                        let n = self
+                            .sa_info
+                            .get(&sa)
+                            .map(|i| i.spec.name.clone())
+                            .unwrap_or_default();
+                        tracing::warn!(sa = %n, "SA reached its soft lifetime: rekey needed (no IKE yet)");
+                    }
+                    Event::SaHardExpired { sa } => {
+                        let n = self
+                            .sa_info
+                            .get(&sa)
+                            .map(|i| i.spec.name.clone())
+                            .unwrap_or_default();
+                        tracing::warn!(sa = %n, "SA reached its hard lifetime or sequence limit: it no longer passes traffic");
+                    }
+                    Event::Acquire { .. } => {}
                 }
             }
         }
@@ -311,6 +383,21 @@ impl<P: Packet + Send> Controller<P> {
             Request::ShowStats => Response::ok(self.show_stats()),
             Request::ShowErrors => Response::ok(self.show_errors()),
             Request::RouteAdd { route } => self.route_add(route),
+            Request::ShowIpsecSa {
+                name,
+                spi,
+                peer,
+                detail,
+            } => Response::ok(self.show_ipsec_sa(name.as_deref(), spi, peer.as_deref(), detail)),
+            Request::ShowIpsecPolicies => Response::ok(self.show_ipsec_policies()),
+            Request::SaAdd { sa } => self.change(|st| st.ipsec.add_sa(&sa)),
+            Request::SaDel { name } => self.change(|st| st.ipsec.del_sa(&name)),
+            Request::PolicyAdd { policy } => self.change(|st| {
+                let ifs: Vec<String> = st.ifaces.iter().map(|f| f.name.clone()).collect();
+                st.ipsec
+                    .add_policy(&policy, &|n| ifs.iter().position(|x| x == n))
+            }),
+            Request::PolicyDel { name } => self.change(|st| st.ipsec.del_policy(&name)),
             Request::RouteDel { prefix } => match Prefix::parse(&prefix) {
                 Err(e) => Response::err(format!("prefix: {e}")),
                 Ok(p) => self.change(|st| st.del_route(p).map(|_| ())),
@@ -323,6 +410,126 @@ impl<P: Packet + Send> Controller<P> {
             let route = st.parse_route(&r)?;
             st.add_route(route)
         })
+    }
+
+    fn show_ipsec_sa(
+        &self,
+        name: Option<&str>,
+        spi: Option<u32>,
+        peer: Option<&str>,
+        detail: bool,
+    ) -> Value {
+        let now = Instant::now();
+        let mut rows: Vec<(u32, Value)> = Vec::new();
+        for (&slot, i) in &self.sa_info {
+            let s = &i.spec;
+            let (mode, local, remote) = match s.cfg.mode {
+                Mode::Transport => ("transport", String::new(), String::new()),
+                Mode::Tunnel4 { local, remote } => {
+                    ("tunnel", local.to_string(), remote.to_string())
+                }
+                Mode::Tunnel6 { local, remote } => {
+                    ("tunnel", local.to_string(), remote.to_string())
+                }
+            };
+            if name.is_some_and(|n| n != s.name)
+                || spi.is_some_and(|x| x != s.cfg.spi)
+                || peer.is_some_and(|p| p != remote)
+            {
+                continue;
+            }
+            let c = &i.counters;
+            let owner = self.sa_slots.get(&s.name).map(|r| r.owner);
+            let mut row = json!({
+                "name": s.name,
+                "spi": format!("0x{:08x}", s.cfg.spi),
+                "spi_dec": s.cfg.spi,
+                "dir": if s.inbound { "in" } else { "out" },
+                "mode": mode,
+                "peer": remote,
+                "algorithm": s.raw.integrity.as_ref().map(|x| format!("{}/{}", s.raw.encryption, x)).unwrap_or_else(|| s.raw.encryption.clone()),
+                "packets": if s.inbound { c.in_packets.get() } else { c.out_packets.get() },
+                "bytes": if s.inbound { c.in_bytes.get() } else { c.out_bytes.get() },
+                "auth_fail": c.auth_failures.get(),
+                "replay_drop": c.replay_drops.get(),
+                "errors": c.errors.get(),
+                "worker": owner,
+            });
+            if detail {
+                let lt = &s.raw.lifetime;
+                let obj = row.as_object_mut().expect("row is an object");
+                obj.insert("local".into(), json!(local));
+                obj.insert("replay_window".into(), json!(s.cfg.replay_window));
+                obj.insert("esn".into(), json!(s.cfg.esn));
+                obj.insert(
+                    "natt".into(),
+                    json!(s.cfg.natt.map(|n| format!("{}->{}", n.sport, n.dport))),
+                );
+                obj.insert(
+                    "age_s".into(),
+                    json!(now.saturating_duration_since(i.created).as_secs()),
+                );
+                obj.insert(
+                    "lifetime_soft".into(),
+                    json!(format!(
+                        "{}s/{}B/{}p",
+                        lt.soft_seconds, lt.soft_bytes, lt.soft_packets
+                    )),
+                );
+                obj.insert(
+                    "lifetime_hard".into(),
+                    json!(format!(
+                        "{}s/{}B/{}p",
+                        lt.hard_seconds, lt.hard_bytes, lt.hard_packets
+                    )),
+                );
+            }
+            rows.push((slot, row));
+        }
+        rows.sort_by_key(|(s, _)| *s);
+        Value::Array(rows.into_iter().map(|(_, v)| v).collect())
+    }
+
+    fn show_ipsec_policies(&self) -> Value {
+        let rows = self
+            .state
+            .ipsec
+            .policies
+            .iter()
+            .map(|p| {
+                let dir = match (p.out, p.inb) {
+                    (true, true) => "both",
+                    (true, false) => "out",
+                    _ => "in",
+                };
+                let (action, sas) = match &p.action {
+                    PolicyAction::Protect { sa_out, sa_in } => (
+                        "protect",
+                        sa_out
+                            .iter()
+                            .chain(sa_in)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    ),
+                    PolicyAction::Bypass => ("bypass", String::new()),
+                    PolicyAction::Discard => ("discard", String::new()),
+                };
+                json!({
+                    "name": p.name,
+                    "priority": p.priority,
+                    "dir": dir,
+                    "src": p.src.to_string(),
+                    "dst": p.dst.to_string(),
+                    "proto": crate::parse::protocol_name(p.proto),
+                    "sport": p.sport.to_string(),
+                    "dport": p.dport.to_string(),
+                    "action": action,
+                    "sas": sas,
+                })
+            })
+            .collect();
+        Value::Array(rows)
     }
 
     fn show_interfaces(&self) -> Value {
@@ -474,5 +681,93 @@ fn is_ndisc(p: &[u8]) -> bool {
     match ip.upper_layer() {
         Ok(ul) if ul.protocol == 58 => p.get(ul.offset).is_some_and(|t| (133..=137).contains(t)),
         _ => false,
+    }
+}
+
+/// SA installation bookkeeping (slots, owners, commands to the workers).
+struct SaSync {
+    slots: HashMap<String, SaRef>,
+    info: HashMap<u32, SaInfo>,
+    next: u32,
+}
+
+impl SaSync {
+    /// Install every SA of `st` that is new or changed. Owners are spread round-robin.
+    fn install<P>(&mut self, st: &State, workers: &[Arc<WorkerShared<P>>]) -> Result<(), String> {
+        let n = workers.len().max(1) as u32;
+        for spec in &st.ipsec.sas {
+            if let Some(r) = self.slots.get(&spec.name) {
+                if self.info.get(&r.slot).is_some_and(|i| &i.spec == spec) {
+                    continue;
+                }
+            }
+            let sa = Sa::new(&spec.cfg, &spec.enc_key, &spec.auth_key)
+                .map_err(|e| format!("SA '{}': {e}", spec.name))?;
+            let counters = sa.counters().clone();
+            let slot = self.next;
+            self.next += 1;
+            let owner = (slot % n) as u16;
+            let Some(w) = workers.get(owner as usize) else {
+                return Err("no worker to own SAs".into());
+            };
+            if w.sa_cmds
+                .push(SaCmd::Install {
+                    slot,
+                    sa: Box::new(OwnedSa {
+                        sa,
+                        outer: spec.outer,
+                    }),
+                })
+                .is_err()
+            {
+                return Err(format!(
+                    "SA '{}': worker {owner}'s SA command queue is full, try again",
+                    spec.name
+                ));
+            }
+            // A replaced SA keeps its info under its old slot until `stale` retires it.
+            self.slots.insert(spec.name.clone(), SaRef { slot, owner });
+            self.info.insert(
+                slot,
+                SaInfo {
+                    spec: spec.clone(),
+                    counters,
+                    created: Instant::now(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Slots no longer named by `st` (or replaced by a newer install).
+    fn stale(&self, st: &State) -> Vec<u32> {
+        self.info
+            .iter()
+            .filter(|(slot, i)| {
+                self.slots
+                    .get(&i.spec.name)
+                    .is_none_or(|r| r.slot != **slot)
+                    || !st.ipsec.sas.iter().any(|s| s.name == i.spec.name)
+            })
+            .map(|(s, _)| *s)
+            .collect()
+    }
+
+    fn remove<P>(&mut self, slot: u32, workers: &[Arc<WorkerShared<P>>]) {
+        let Some(info) = self.info.remove(&slot) else {
+            return;
+        };
+        let real = slot;
+        if self
+            .slots
+            .get(&info.spec.name)
+            .is_some_and(|r| r.slot == real)
+        {
+            self.slots.remove(&info.spec.name);
+        }
+        let owner = (real as usize) % workers.len().max(1);
+        if let Some(w) = workers.get(owner) {
+            let _ = w.sa_cmds.push(SaCmd::Remove { slot: real });
+        }
     }
 }

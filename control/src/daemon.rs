@@ -276,6 +276,7 @@ pub fn run(st: State) -> Result<(), String> {
             tx,
             inject: inj,
             shared: shared[wi].clone(),
+            peers: shared.clone(),
             tables: handle.clone(),
             burst: st.system.burst as usize,
             clock: dpdk::tsc,

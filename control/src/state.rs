@@ -82,6 +82,7 @@ pub struct State {
     pub ifaces: Vec<Iface>,
     pub routes: Vec<Route>,
     pub neighbors: Vec<Neighbor>,
+    pub ipsec: IpsecState,
 }
 
 /// Maximum addresses per interface (the host stack's per-interface limit).
@@ -287,6 +288,7 @@ impl State {
             ifaces: Vec::new(),
             routes: Vec::new(),
             neighbors: Vec::new(),
+            ipsec: IpsecState::default(),
         };
         for (i, r) in raw.interfaces.iter().enumerate() {
             let f = |field: &str| format!("interfaces[{i}].{field}");
@@ -372,6 +374,8 @@ impl State {
             st.add_route(route)
                 .map_err(|e| format!("routes[{i}].prefix: {e}"))?;
         }
+        let ipsec = IpsecState::from_config(&raw.ipsec, &|n| st.iface_index(n))?;
+        st.ipsec = ipsec;
         Ok(st)
     }
 
@@ -542,6 +546,10 @@ impl State {
             .unwrap_or(l)
     }
 }
+
+pub mod ipsec;
+
+pub use ipsec::IpsecState;
 
 #[cfg(test)]
 mod tests;

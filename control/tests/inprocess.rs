@@ -94,6 +94,7 @@ impl Rig {
             tx: vec![Some(MemTx(tx[0].clone())), Some(MemTx(tx[1].clone()))],
             inject,
             shared: shared.clone(),
+            peers: vec![shared.clone()],
             tables: handle,
             burst: 32,
             clock,

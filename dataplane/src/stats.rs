@@ -126,6 +126,7 @@ drop_reasons! {
     SpdDiscard = "spd-discard", "Discarded by security policy.";
     SpdUnprotected = "spd-unprotected", "Cleartext packet matched a policy requiring protection.";
     NattBadHeader = "natt-bad-header", "Malformed UDP-encapsulated ESP.";
+    NattKeepalive = "natt-keepalive", "NAT-T keepalive absorbed.";
 }
 
 impl std::fmt::Display for DropReason {

@@ -7,9 +7,10 @@
 //! The loop is generic over its queues (`RxQueue`/`TxQueue`), so the daemon runs it on DPDK
 //! queues and the tests on in-memory ones.
 
+use crate::esp::store::{OwnedSa, SaCmd, SA_COMMANDS};
 use crate::events::{Event, InjectKind, Injected, Punted};
 use crate::packet::Packet;
-use crate::pipeline::{Ctx, Env, Pipeline, RateLimiter, ResolveFilter, MAX_BURST};
+use crate::pipeline::{Ctx, Env, Handoff, Pipeline, RateLimiter, ResolveFilter, MAX_BURST};
 use crate::stats::{DropReason, WorkerCounters};
 use crate::tables::{Tables, TablesHandle};
 use crossbeam::queue::ArrayQueue;
@@ -32,6 +33,8 @@ pub trait TxQueue<P> {
 pub const PUNT_QUEUE: usize = 1024;
 pub const EVENT_QUEUE: usize = 1024;
 pub const INJECT_QUEUE: usize = 1024;
+/// Packets other workers may have waiting for this one's SAs.
+pub const HANDOFF_QUEUE: usize = 2048;
 
 /// What a worker shares with the control thread.
 pub struct WorkerShared<P> {
@@ -39,6 +42,12 @@ pub struct WorkerShared<P> {
     pub punt: ArrayQueue<Punted<P>>,
     pub events: ArrayQueue<Event>,
     pub stop: AtomicBool,
+    /// SA installs and removals for this worker (from the control thread).
+    pub sa_cmds: ArrayQueue<SaCmd>,
+    /// SAs this worker no longer holds, for the control thread to free.
+    pub sa_retired: ArrayQueue<Box<OwnedSa>>,
+    /// Packets from other workers that need an SA this worker owns.
+    pub handoff: ArrayQueue<Handoff<P>>,
 }
 
 impl<P> Default for WorkerShared<P> {
@@ -48,6 +57,9 @@ impl<P> Default for WorkerShared<P> {
             punt: ArrayQueue::new(PUNT_QUEUE),
             events: ArrayQueue::new(EVENT_QUEUE),
             stop: AtomicBool::new(false),
+            sa_cmds: ArrayQueue::new(SA_COMMANDS),
+            sa_retired: ArrayQueue::new(SA_COMMANDS),
+            handoff: ArrayQueue::new(HANDOFF_QUEUE),
         }
     }
 }
@@ -62,6 +74,8 @@ pub struct Worker<P, R, T> {
     /// Inject queues (per port) this worker drains.
     pub inject: Vec<Arc<ArrayQueue<Injected<P>>>>,
     pub shared: Arc<WorkerShared<P>>,
+    /// Every worker's shared block, by worker id (hand-off targets).
+    pub peers: Vec<Arc<WorkerShared<P>>>,
     pub tables: Arc<TablesHandle>,
     /// Packets per RX burst (1..=MAX_BURST).
     pub burst: usize,
@@ -79,6 +93,7 @@ const IDLE_POLLS_BEFORE_SLEEP: u32 = 64;
 
 struct QueueEnv<'a, P> {
     shared: &'a WorkerShared<P>,
+    peers: &'a [Arc<WorkerShared<P>>],
 }
 
 impl<P> Env<P> for QueueEnv<'_, P> {
@@ -89,6 +104,13 @@ impl<P> Env<P> for QueueEnv<'_, P> {
     #[inline]
     fn event(&mut self, e: Event) -> bool {
         self.shared.events.push(e).is_ok()
+    }
+    #[inline]
+    fn handoff(&mut self, owner: u16, h: Handoff<P>) -> Result<(), Handoff<P>> {
+        match self.peers.get(owner as usize) {
+            Some(w) => w.handoff.push(h),
+            None => Err(h),
+        }
     }
 }
 
@@ -107,7 +129,12 @@ impl<P: Packet, R: RxQueue<P>, T: TxQueue<P>> Worker<P, R, T> {
             .add(tables.version.wrapping_sub(c.table_version.get()));
         let mut icmp = RateLimiter::new(self.icmp_rate, self.icmp_rate.max(1), self.clock_hz);
         let mut resolve = ResolveFilter::new(self.clock_hz / 10);
-        let mut env = QueueEnv { shared: &shared };
+        let peers = std::mem::take(&mut self.peers);
+        let mut env = QueueEnv {
+            shared: &shared,
+            peers: &peers,
+        };
+        let mut handed: Vec<Handoff<P>> = Vec::with_capacity(MAX_BURST);
         let mut idle_streak = 0u32;
 
         while !shared.stop.load(Ordering::Relaxed) {
@@ -120,7 +147,32 @@ impl<P: Packet, R: RxQueue<P>, T: TxQueue<P>> Worker<P, R, T> {
                 c.table_version
                     .add(tables.version.wrapping_sub(c.table_version.get()));
             }
+            // SA commands after the tables: an SA is sent before the tables that name it are
+            // published, so whoever sees those tables finds it installed.
+            if !shared.sa_cmds.is_empty() {
+                pipeline.sas.apply(&shared.sa_cmds, &shared.sa_retired);
+            }
             let mut busy = false;
+            if !shared.handoff.is_empty() {
+                while handed.len() < MAX_BURST {
+                    let Some(h) = shared.handoff.pop() else { break };
+                    handed.push(h);
+                }
+                busy = true;
+                let start = (self.clock)();
+                let mut ctx = Ctx {
+                    worker: self.id,
+                    counters: c,
+                    now: start,
+                    icmp,
+                    resolve,
+                };
+                pipeline.run_handoff(&tables, &mut ctx, &mut env, &mut handed);
+                icmp = ctx.icmp;
+                resolve = ctx.resolve;
+                flush(&mut pipeline, &mut self.tx, c);
+                c.busy_cycles.add((self.clock)().wrapping_sub(start));
+            }
             for q in 0..self.rx.len() {
                 let (port, rxq) = &mut self.rx[q];
                 let port = *port;
@@ -294,6 +346,7 @@ mod tests {
             ports: vec![port],
             interfaces: vec![ifc],
             fib,
+            ipsec: Default::default(),
         }
     }
 
@@ -323,6 +376,7 @@ mod tests {
         let shared: Arc<WorkerShared<HeapPacket>> = Arc::new(WorkerShared::default());
         let inject = Arc::new(ArrayQueue::new(16));
         let w = Worker {
+            peers: vec![shared.clone()],
             id: 0,
             rx: vec![(0, MemRx(input.clone()))],
             tx: vec![Some(MemTx(output.clone(), 3))],

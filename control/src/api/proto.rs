@@ -2,7 +2,7 @@
 //! return a list of flat objects (one per row, keys in column order), which `ferroctl`
 //! prints as an aligned table or, with `--json`, as is.
 
-use crate::config::RawRoute;
+use crate::config::{RawPolicy, RawRoute, RawSa};
 use serde::{Deserialize, Serialize};
 
 /// One request.
@@ -21,6 +21,30 @@ pub enum Request {
     },
     RouteDel {
         prefix: String,
+    },
+    /// SAs, optionally filtered by name, SPI or peer (tunnel remote address).
+    ShowIpsecSa {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        spi: Option<u32>,
+        #[serde(default)]
+        peer: Option<String>,
+        #[serde(default)]
+        detail: bool,
+    },
+    ShowIpsecPolicies,
+    SaAdd {
+        sa: RawSa,
+    },
+    SaDel {
+        name: String,
+    },
+    PolicyAdd {
+        policy: RawPolicy,
+    },
+    PolicyDel {
+        name: String,
     },
     /// Liveness check (used by scripts waiting for the daemon).
     Ping,

@@ -139,7 +139,7 @@ fn tables_route_and_resolve() {
     let s = state("").unwrap();
     let rt = Runtime::fake(2);
     let mut dyn_n = Neighbors::new();
-    let t = build_tables(&s, &rt, &dyn_n, 7).unwrap();
+    let t = build_tables(&s, &rt, &dyn_n, 7, &Default::default()).unwrap();
     assert_eq!(t.version, 7);
     assert_eq!(t.ports[1].vlans, vec![(100, 2)]);
     // Our address: local. Default route: resolved via the static neighbor.
@@ -184,7 +184,7 @@ fn tables_route_and_resolve() {
         (2, "10.100.0.5".parse().unwrap()),
         Mac([2, 0, 0, 0, 0, 0x05]),
     );
-    let t = build_tables(&s, &rt, &dyn_n, 8).unwrap();
+    let t = build_tables(&s, &rt, &dyn_n, 8, &Default::default()).unwrap();
     assert!(matches!(t.fib.lookup4([10, 9, 1, 1]), Ok(NextHop::Forward(a)) if a.dst.0[5] == 0xfe));
     assert!(matches!(t.fib.lookup4([10, 100, 0, 5]), Ok(NextHop::Forward(a)) if a.vlan == 100));
 }

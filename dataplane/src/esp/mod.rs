@@ -19,6 +19,7 @@ pub mod encap;
 mod layout;
 pub mod replay;
 pub mod sa;
+pub mod store;
 pub mod suite;
 
 #[cfg(test)]

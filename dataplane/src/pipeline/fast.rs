@@ -20,7 +20,7 @@ use crate::wire::checksum;
 /// Try to forward the frame; on success the frame is rewritten and the TX port returned.
 #[inline(always)]
 pub(super) fn try_forward4<P: Packet>(t: &Tables, in_port: u16, p: &mut P) -> Option<u16> {
-    if p.is_multi_segment() {
+    if p.is_multi_segment() || !t.ipsec.is_inactive() {
         return None;
     }
     let pe = t.ports.get(in_port as usize)?;

@@ -9,12 +9,14 @@
 //! decapsulated packet re-classified) is picked up in a later round, and `Meta::passes`
 //! bounds how often that may happen, so no input can make a worker loop.
 
+mod esp;
 mod fast;
 mod nodes;
 mod ratelimit;
 
 pub use ratelimit::{RateLimiter, ResolveFilter};
 
+use crate::esp::store::SaStore;
 use crate::events::{Event, Punted};
 use crate::packet::Packet;
 use crate::stats::{DropReason, WorkerCounters};
@@ -33,12 +35,14 @@ pub const MAX_PASSES: u8 = 4;
 pub enum Node {
     L2In = 0,
     IpIn,
+    EspIn,
     Local,
     Forward,
+    EspOut,
     Output,
 }
 
-const NODES: usize = 5;
+const NODES: usize = 7;
 
 /// Per-packet metadata carried beside the packet through the nodes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,6 +62,19 @@ pub struct Meta {
     pub nh: u32,
     /// Bytes of L2 header stripped on input (0 once the packet was changed otherwise).
     pub l2_len: u8,
+    /// 1 + slot of the SA that decrypted this packet (0: arrived in clear).
+    pub sa_in: u32,
+    /// Slot of the outbound SA chosen by policy (valid in the ESP output node).
+    pub sa_out: u32,
+    /// The packet is our own ESP output: policies do not apply to it again.
+    pub esp_out: bool,
+}
+
+/// A packet sent to the worker that owns the SA it needs, with where it goes there.
+pub struct Handoff<P> {
+    pub pkt: P,
+    pub meta: Meta,
+    pub node: Node,
 }
 
 /// What the pipeline needs from the worker around it.
@@ -66,6 +83,8 @@ pub trait Env<P> {
     fn punt(&mut self, p: Punted<P>) -> Result<(), Punted<P>>;
     /// Tell the control thread something; `false` when the queue is full.
     fn event(&mut self, e: Event) -> bool;
+    /// Pass a packet to worker `owner` (the owner of its SA); gives it back when full.
+    fn handoff(&mut self, owner: u16, h: Handoff<P>) -> Result<(), Handoff<P>>;
 }
 
 /// Worker state that outlives a burst.
@@ -106,6 +125,8 @@ pub struct Pipeline<P> {
     pub tx: Vec<Vec<P>>,
     /// Take the IPv4 fast path where it applies (off only in tests that compare the paths).
     pub fast_path: bool,
+    /// The SAs this worker owns.
+    pub sas: SaStore,
 }
 
 impl<P: Packet> Pipeline<P> {
@@ -122,6 +143,7 @@ impl<P: Packet> Pipeline<P> {
                 .map(|_| Vec::with_capacity(2 * MAX_BURST))
                 .collect(),
             fast_path: true,
+            sas: SaStore::default(),
         }
     }
 
@@ -183,6 +205,23 @@ impl<P: Packet> Pipeline<P> {
         self.execute(t, ctx, env);
     }
 
+    /// Run packets handed over by other workers (they need an SA this worker owns).
+    pub fn run_handoff<E: Env<P>>(
+        &mut self,
+        t: &Tables,
+        ctx: &mut Ctx,
+        env: &mut E,
+        items: &mut Vec<Handoff<P>>,
+    ) {
+        let n = items.len().min(MAX_BURST);
+        for (i, h) in items.drain(..n).enumerate() {
+            self.slots[i] = Some(h.pkt);
+            self.meta[i] = h.meta;
+            self.sched.push(h.node, i);
+        }
+        self.execute(t, ctx, env);
+    }
+
     fn execute<E: Env<P>>(&mut self, t: &Tables, ctx: &mut Ctx, env: &mut E) {
         let mut work = [0u16; MAX_BURST];
         while let Some(node) = (0..NODES).find(|&n| self.sched.len[n] > 0) {
@@ -193,9 +232,11 @@ impl<P: Packet> Pipeline<P> {
                 let i = i as usize;
                 match node {
                     0 => self.l2_in(t, ctx, env, i),
-                    1 => self.ip_in(t, ctx, i),
-                    2 => self.local(ctx, env, i),
-                    3 => self.forward(t, ctx, env, i),
+                    1 => self.ip_in(t, ctx, env, i),
+                    2 => self.esp_in(t, ctx, env, i),
+                    3 => self.local(ctx, env, i),
+                    4 => self.forward(t, ctx, env, i),
+                    5 => self.esp_out(t, ctx, env, i),
                     _ => self.output(t, ctx, i),
                 }
             }

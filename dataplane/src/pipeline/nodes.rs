@@ -60,7 +60,7 @@ impl<P: Packet> Pipeline<P> {
     }
 
     /// IP input: validate the header, cut Ethernet padding, look the destination up.
-    pub(super) fn ip_in(&mut self, t: &Tables, ctx: &Ctx, i: usize) {
+    pub(super) fn ip_in<E: Env<P>>(&mut self, t: &Tables, ctx: &Ctx, env: &mut E, i: usize) {
         let Some(p) = self.slots[i].as_mut() else {
             return;
         };
@@ -102,7 +102,13 @@ impl<P: Packet> Pipeline<P> {
             t.fib.lookup6_idx(dst)
         };
         match looked_up {
-            Ok((_, NextHop::Local { .. })) => self.sched.push(Node::Local, i),
+            Ok((_, NextHop::Local { .. })) => {
+                if !t.ipsec.sa_in.is_empty() || m.sa_in != 0 {
+                    self.local_ipsec(ctx, env, i)
+                } else {
+                    self.sched.push(Node::Local, i)
+                }
+            }
             Ok((idx, _)) => {
                 m.nh = idx;
                 self.sched.push(Node::Forward, i);
@@ -159,6 +165,18 @@ impl<P: Packet> Pipeline<P> {
         }
         let Some(nh) = t.fib.nexthops().get(m.nh as usize) else {
             return self.drop(ctx, i, DropReason::NoRoute);
+        };
+        if !m.esp_out && !t.ipsec.is_inactive() {
+            let out_if = match nh {
+                NextHop::Forward(adj) => adj.ifindex,
+                _ => m.in_if,
+            };
+            if !self.policy_check(t, ctx, env, i, out_if) {
+                return;
+            }
+        }
+        let Some(p) = self.slots[i].as_mut() else {
+            return;
         };
         match *nh {
             NextHop::Forward(adj) => {

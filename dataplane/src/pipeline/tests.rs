@@ -20,6 +20,7 @@ struct TestEnv {
     punted: Vec<Punted<HeapPacket>>,
     events: Vec<Event>,
     punt_full: bool,
+    handed: Vec<(u16, Handoff<HeapPacket>)>,
 }
 
 impl Env<HeapPacket> for TestEnv {
@@ -33,6 +34,10 @@ impl Env<HeapPacket> for TestEnv {
     fn event(&mut self, e: Event) -> bool {
         self.events.push(e);
         true
+    }
+    fn handoff(&mut self, owner: u16, h: Handoff<HeapPacket>) -> Result<(), Handoff<HeapPacket>> {
+        self.handed.push((owner, h));
+        Ok(())
     }
 }
 
@@ -125,6 +130,7 @@ fn tables() -> Tables {
         ports,
         interfaces: ifs,
         fib: Fib::build(&routes, nhs).unwrap(),
+        ipsec: Default::default(),
     }
 }
 

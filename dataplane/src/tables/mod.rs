@@ -3,6 +3,7 @@
 
 pub mod fib;
 pub mod iface;
+pub mod ipsec;
 pub mod lpm;
 
 use arc_swap::ArcSwap;
@@ -22,6 +23,8 @@ pub struct Tables {
     pub interfaces: Vec<Interface>,
     /// Routes and next hops.
     pub fib: Fib,
+    /// Security policies and inbound SA index.
+    pub ipsec: ipsec::IpsecTables,
 }
 
 impl Tables {
@@ -32,6 +35,7 @@ impl Tables {
             ports: Vec::new(),
             interfaces: Vec::new(),
             fib: Fib::empty(),
+            ipsec: ipsec::IpsecTables::default(),
         }
     }
 }

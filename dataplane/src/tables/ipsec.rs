@@ -1,0 +1,316 @@
+//! IPsec tables a worker reads: the security policies (SPD) per direction, the inbound SA
+//! index by SPI, and where each SA lives.
+//!
+//! SA state (sequence counter, replay window, lifetime) changes per packet, so it cannot sit in
+//! these immutable, RCU-published tables: every SA is owned by one worker (VPP's SA-worker
+//! affinity) and lives in that worker's [`crate::esp::store::SaStore`]. The tables only say
+//! which slot and which owner; a packet that meets an SA owned elsewhere is handed off to the
+//! owner through a bounded ring. That keeps one writer per SA — no sequence number or IV is
+//! ever used twice, the replay window is never raced — with no lock and no atomic RMW.
+
+use crate::wire::ipproto;
+use hashbrown::HashMap;
+use std::net::IpAddr;
+
+/// Where an SA lives: its slot in the owner worker's store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SaRef {
+    pub slot: u32,
+    pub owner: u16,
+}
+
+/// Traffic direction a policy applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    Out,
+    In,
+}
+
+/// What a matching policy does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Encrypt with `out` (None: no SA installed yet → drop and ask for one); admit
+    /// decrypted traffic only from the SAs in `inbound`.
+    Protect {
+        out: Option<SaRef>,
+        inbound: Vec<u32>,
+    },
+    Bypass,
+    Discard,
+}
+
+/// One security policy (selectors as seen in the policy's own direction).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Index in the control plane's policy list (for counters and events).
+    pub id: u32,
+    pub priority: u32,
+    pub out: bool,
+    pub inb: bool,
+    pub src: (IpAddr, u8),
+    pub dst: (IpAddr, u8),
+    pub proto: Option<u8>,
+    pub sport: (u16, u16),
+    pub dport: (u16, u16),
+    pub icmp_type: Option<u8>,
+    pub icmp_code: Option<u8>,
+    /// Interface scope; `None` = every interface.
+    pub scope: Option<u16>,
+    pub action: Action,
+}
+
+/// The selector fields of one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowKey {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: u8,
+    /// Ports for TCP/UDP/SCTP; ICMP type and code (RFC 4301 §4.4.1.1 carries them in the
+    /// port selectors); 0 otherwise.
+    pub sport: u16,
+    pub dport: u16,
+}
+
+impl FlowKey {
+    /// The key of the IP packet at the start of `d` (header already validated by IP input).
+    pub fn of(d: &[u8], v6: bool) -> Option<FlowKey> {
+        let (src, dst, proto, l4) = if v6 {
+            let ip = crate::wire::Ipv6Packet::new_checked(d).ok()?;
+            let ul = ip.upper_layer().ok()?;
+            let off = if ul.non_first_fragment {
+                usize::MAX
+            } else {
+                ul.offset
+            };
+            (
+                IpAddr::from(ip.src()),
+                IpAddr::from(ip.dst()),
+                ul.protocol,
+                off,
+            )
+        } else {
+            let ip = crate::wire::Ipv4Packet::new_checked(d).ok()?;
+            // Non-first fragments carry no ports: they match port-wildcard policies only.
+            let l4 = if ip.frag_word() & 0x1fff != 0 {
+                usize::MAX
+            } else {
+                ip.header_len()
+            };
+            (
+                IpAddr::from(ip.src()),
+                IpAddr::from(ip.dst()),
+                ip.protocol(),
+                l4,
+            )
+        };
+        let (sport, dport) = match proto {
+            ipproto::TCP | ipproto::UDP | ipproto::SCTP => match d.get(l4..l4.saturating_add(4)) {
+                Some(p) => (
+                    u16::from_be_bytes([p[0], p[1]]),
+                    u16::from_be_bytes([p[2], p[3]]),
+                ),
+                None => (0, 0),
+            },
+            ipproto::ICMP | ipproto::ICMPV6 => match d.get(l4..l4.saturating_add(2)) {
+                Some(p) => (p[0] as u16, p[1] as u16),
+                None => (0, 0),
+            },
+            _ => (0, 0),
+        };
+        Some(FlowKey {
+            src,
+            dst,
+            proto,
+            sport,
+            dport,
+        })
+    }
+}
+
+fn prefix_match(a: IpAddr, p: (IpAddr, u8)) -> bool {
+    match (a, p.0) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let m = if p.1 == 0 {
+                0
+            } else {
+                u32::MAX << (32 - p.1 as u32)
+            };
+            u32::from(a) & m == u32::from(n) & m
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let m = if p.1 == 0 {
+                0
+            } else {
+                u128::MAX << (128 - p.1 as u32)
+            };
+            u128::from(a) & m == u128::from(n) & m
+        }
+        _ => false,
+    }
+}
+
+impl Policy {
+    /// Does `k`, travelling in `dir` on interface `ifx`, match? Inbound traffic of an outbound
+    /// (`both`) policy is matched mirrored: its source is the policy's destination.
+    pub fn matches(&self, dir: Dir, ifx: u16, k: &FlowKey) -> bool {
+        if self.scope.is_some_and(|s| s != ifx) {
+            return false;
+        }
+        let (src, dst, sp, dp) = match dir {
+            Dir::Out if self.out => (k.src, k.dst, k.sport, k.dport),
+            Dir::In if self.inb => (k.dst, k.src, k.dport, k.sport),
+            _ => return false,
+        };
+        if !prefix_match(src, self.src) || !prefix_match(dst, self.dst) {
+            return false;
+        }
+        if let Some(p) = self.proto {
+            if p != k.proto {
+                return false;
+            }
+            if p == ipproto::ICMP || p == ipproto::ICMPV6 {
+                // ICMP type/code as seen by the sender of the packet.
+                let (t, c) = (k.sport as u8, k.dport as u8);
+                return self.icmp_type.is_none_or(|x| x == t)
+                    && self.icmp_code.is_none_or(|x| x == c);
+            }
+        }
+        (self.sport.0..=self.sport.1).contains(&sp) && (self.dport.0..=self.dport.1).contains(&dp)
+    }
+}
+
+/// All IPsec lookups of one table version.
+#[derive(Debug, Default)]
+pub struct IpsecTables {
+    /// Policies sorted by (priority, id).
+    policies: Vec<Policy>,
+    /// Traffic matching no policy is discarded (else bypassed).
+    pub default_discard: bool,
+    /// Inbound SAs by SPI.
+    pub sa_in: HashMap<u32, SaRef>,
+    /// Workers in the pool (SA owners are < this).
+    pub workers: u16,
+}
+
+impl IpsecTables {
+    pub fn new(
+        mut policies: Vec<Policy>,
+        default_discard: bool,
+        sa_in: HashMap<u32, SaRef>,
+        workers: u16,
+    ) -> Self {
+        policies.sort_by_key(|p| (p.priority, p.id));
+        IpsecTables {
+            policies,
+            default_discard,
+            sa_in,
+            workers,
+        }
+    }
+
+    /// No policy and bypass by default: the dataplane can skip every IPsec check.
+    #[inline]
+    pub fn is_inactive(&self) -> bool {
+        self.policies.is_empty() && !self.default_discard
+    }
+
+    /// The first policy (lowest priority) matching `k` in `dir` on `ifx`.
+    pub fn classify(&self, dir: Dir, ifx: u16, k: &FlowKey) -> Option<&Policy> {
+        self.policies.iter().find(|p| p.matches(dir, ifx, k))
+    }
+
+    pub fn policies(&self) -> &[Policy] {
+        &self.policies
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pol(id: u32, prio: u32, src: &str, dst: &str, action: Action) -> Policy {
+        let p = |s: &str| {
+            let (a, l) = s.split_once('/').unwrap();
+            (a.parse().unwrap(), l.parse().unwrap())
+        };
+        Policy {
+            id,
+            priority: prio,
+            out: true,
+            inb: true,
+            src: p(src),
+            dst: p(dst),
+            proto: None,
+            sport: (0, 65535),
+            dport: (0, 65535),
+            icmp_type: None,
+            icmp_code: None,
+            scope: None,
+            action,
+        }
+    }
+
+    #[test]
+    fn priority_direction_and_mirroring() {
+        let t = IpsecTables::new(
+            vec![
+                pol(
+                    0,
+                    10,
+                    "10.0.1.0/24",
+                    "10.0.2.0/24",
+                    Action::Protect {
+                        out: None,
+                        inbound: vec![],
+                    },
+                ),
+                pol(1, 5, "10.0.1.7/32", "10.0.2.0/24", Action::Bypass),
+            ],
+            false,
+            HashMap::new(),
+            1,
+        );
+        let k = |s: &str, d: &str| FlowKey {
+            src: s.parse().unwrap(),
+            dst: d.parse().unwrap(),
+            proto: 17,
+            sport: 1,
+            dport: 2,
+        };
+        assert_eq!(
+            t.classify(Dir::Out, 0, &k("10.0.1.1", "10.0.2.2"))
+                .map(|p| p.id),
+            Some(0)
+        );
+        assert_eq!(
+            t.classify(Dir::Out, 0, &k("10.0.1.7", "10.0.2.2"))
+                .map(|p| p.id),
+            Some(1)
+        );
+        // Inbound: the mirror image matches.
+        assert_eq!(
+            t.classify(Dir::In, 0, &k("10.0.2.2", "10.0.1.1"))
+                .map(|p| p.id),
+            Some(0)
+        );
+        assert_eq!(t.classify(Dir::In, 0, &k("10.0.1.1", "10.0.2.2")), None);
+    }
+
+    #[test]
+    fn flow_key_reads_ports_and_icmp() {
+        let mut v = Vec::new();
+        etherparse::PacketBuilder::ipv4([1, 2, 3, 4], [5, 6, 7, 8], 9)
+            .udp(1000, 2000)
+            .write(&mut v, &[0; 4])
+            .unwrap();
+        let k = FlowKey::of(&v, false).unwrap();
+        assert_eq!((k.proto, k.sport, k.dport), (17, 1000, 2000));
+        let mut v = Vec::new();
+        etherparse::PacketBuilder::ipv4([1, 2, 3, 4], [5, 6, 7, 8], 9)
+            .icmpv4_echo_request(1, 2)
+            .write(&mut v, &[0; 4])
+            .unwrap();
+        let k = FlowKey::of(&v, false).unwrap();
+        assert_eq!((k.proto, k.sport, k.dport), (1, 8, 0));
+    }
+}
