@@ -285,7 +285,7 @@ impl std::fmt::Debug for GeneveOptionBuf {
 impl GeneveOptionBuf {
     /// Validate whole TLVs (at most 252 bytes, every TLV within the area).
     pub fn new(tlvs: &[u8]) -> Result<Self, DropReason> {
-        if tlvs.len() > MAX_OPTIONS_LEN || tlvs.len() % 4 != 0 {
+        if tlvs.len() > MAX_OPTIONS_LEN || tlvs.len() & 3 != 0 {
             return Err(DropReason::GeneveBadOption);
         }
         let mut critical = false;
