@@ -104,7 +104,6 @@ mod tests {
         let p = VxlanPacket::new_checked(&b[..]).unwrap();
         assert_eq!(VxlanRepr::parse(&p), VxlanRepr { vni: 5000 });
         assert!(p.payload().is_empty());
-        let mut b = b;
         VxlanPacket::new_unchecked(&mut b[..]).set_vni(0xabcdef);
         assert_eq!(VxlanPacket::new_checked(&b[..]).unwrap().vni(), 0xabcdef);
     }
