@@ -245,7 +245,8 @@ fn try_decap(bytes: &[u8], t: &TunnelEncap) -> Result<Vec<u8>, DropReason> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+    // At least 1024 cases; PROPTEST_CASES raises it.
+    #![proptest_config(ProptestConfig { cases: ProptestConfig::default().cases.max(1024), ..ProptestConfig::default() })]
 
     #[test]
     fn encap_then_decap_is_identity(c in case()) {

@@ -407,10 +407,10 @@ pub fn decap<P: Packet>(
     }
 
     // Room for what parse saw (the packet is the one parsed; this keeps a mismatch harmless).
-    let end = info.header_len + info.inner_len;
-    if p.len() < end {
-        return Err(DropReason::InnerTruncated);
-    }
+    let end = match info.header_len.checked_add(info.inner_len) {
+        Some(e) if e <= p.len() => e,
+        _ => return Err(DropReason::InnerTruncated),
+    };
 
     // RFC 6040 decapsulation.
     let site = inner_ip(&p.data()[info.header_len..end], info.payload);
