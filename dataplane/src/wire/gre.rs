@@ -10,10 +10,11 @@
 //! |                 Sequence Number (optional)                        |
 //! ```
 //!
-//! Receive rules (RFC 2784 §2.3): bits 1–5 of Reserved0 as RFC 1701 defined them (routing,
-//! strict source route, recursion) must be zero. The routing bit is counted apart
-//! (`GreRoutingBit`); the other four under `GreReservedBits`. Bits 6–12 are "reserved for
-//! future use ... MUST be ignored on receipt", and are. A version other than 0 (1 is PPTP's
+//! Receive rules (RFC 2784 §2.3): a packet with any of bits 1–5 set is discarded, bits 2 and 3
+//! being the K and S bits RFC 2890 later defined. That leaves bit 1 (RFC 1701 routing,
+//! counted as `GreRoutingBit`) and bits 4–5 (RFC 1701 strict source route and the first
+//! recursion-control bit, counted as `GreReservedBits`). Bits 6–12 are "reserved for future
+//! use ... MUST be ignored on receipt", and are. A version other than 0 (1 is PPTP's
 //! enhanced GRE) is `GreBadVersion`.
 
 use super::checksum;
@@ -32,10 +33,11 @@ pub const FLAG_R: u16 = 0x4000;
 pub const FLAG_K: u16 = 0x2000;
 /// Sequence number present (RFC 2890).
 pub const FLAG_S: u16 = 0x1000;
-/// Strict source route and recursion control (RFC 1701; must be 0 under RFC 2784).
-pub const RESERVED_MUST_BE_ZERO: u16 = 0x0f00;
+/// Reserved0 bits 4–5 (RFC 1701 strict source route and the top recursion bit): a receiver
+/// discards the packet when they are set (RFC 2784 §2.3).
+pub const RESERVED_MUST_BE_ZERO: u16 = 0x0c00;
 /// Reserved0 bits 6–12: sent as zero, ignored on receipt.
-pub const RESERVED_IGNORED: u16 = 0x00f8;
+pub const RESERVED_IGNORED: u16 = 0x03f8;
 /// Version field mask.
 pub const VERSION_MASK: u16 = 0x0007;
 
@@ -373,7 +375,7 @@ mod tests {
         };
         assert_eq!(with(FLAG_R), Err(DropReason::GreRoutingBit));
         assert_eq!(with(0x0800), Err(DropReason::GreReservedBits));
-        assert_eq!(with(0x0100), Err(DropReason::GreReservedBits));
+        assert_eq!(with(0x0400), Err(DropReason::GreReservedBits));
         assert_eq!(with(0x0001), Err(DropReason::GreBadVersion));
         assert_eq!(with(0x0004), Err(DropReason::GreBadVersion));
         // Reserved0 bits 6-12 are ignored on receipt (RFC 2784 §2.3).

@@ -292,9 +292,16 @@ DECAP = [
     dcfg("gre-version-1", "gre", "v4",
          v4_outer(GRE(version=1, proto=0x0800) / Raw(INNER_V4), 47), "ip",
          error="gre-bad-version"),
-    dcfg("gre-recursion", "gre", "v4",
-         v4_outer(GRE(recursion_control=1, proto=0x0800) / Raw(INNER_V4), 47), "ip",
+    dcfg("gre-strict-source-route", "gre", "v4",
+         v4_outer(GRE(strict_route_source=1, proto=0x0800) / Raw(INNER_V4), 47), "ip",
          error="gre-reserved-bits"),
+    dcfg("gre-recursion-high-bit", "gre", "v4",
+         v4_outer(GRE(recursion_control=4, proto=0x0800) / Raw(INNER_V4), 47), "ip",
+         error="gre-reserved-bits"),
+    # RFC 2784 §2.3: bits 6-12 are ignored on receipt.
+    dcfg("gre-ignored-bits", "gre", "v4",
+         v4_outer(GRE(recursion_control=3, flags=0x1F, proto=0x0800) / Raw(INNER_V4), 47), "ip",
+         expect=INNER_V4),
     dcfg("gre-bad-checksum", "gre", "v4",
          v4_outer(GRE(chksum_present=1, chksum=0x1234, offset=0, proto=0x0800)
                   / Raw(INNER_V4), 47), "ip", error="gre-bad-checksum"),
