@@ -12,5 +12,6 @@ pub mod packet;
 pub mod pipeline;
 pub mod stats;
 pub mod tables;
+pub mod tunnel;
 pub mod wire;
 pub mod worker;

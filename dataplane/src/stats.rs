@@ -98,6 +98,7 @@ drop_reasons! {
     VxlanIFlagClear = "vxlan-i-flag-clear", "VXLAN I flag clear";
     VxlanGpeBadNextProtocol = "vxlan-gpe-bad-next-protocol", "VXLAN-GPE next protocol unsupported";
     VxlanGpeBadVersion = "vxlan-gpe-bad-version", "VXLAN-GPE version is not 0";
+    VxlanGpeOam = "vxlan-gpe-oam", "VXLAN-GPE OAM packet (O bit) not for the dataplane";
     GeneveTruncated = "geneve-truncated", "Geneve header truncated";
     GeneveBadVersion = "geneve-bad-version", "Geneve version is not 0";
     GeneveOptionsBeyond = "geneve-options-beyond", "Geneve options length beyond the packet";

@@ -7,11 +7,16 @@
 //! code reads a received frame and writes one being built in headroom.
 
 pub mod checksum;
+pub mod etherip;
 pub mod ethernet;
+pub mod geneve;
+pub mod gre;
 pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
 pub mod udp;
+pub mod vxlan;
+pub mod vxlan_gpe;
 
 pub use ethernet::{EtherType, EthernetFrame, L2Header, Mac};
 pub use ipv4::Ipv4Packet;
