@@ -4,7 +4,7 @@
 use clap::{Args, Parser, Subcommand};
 use control::api::client;
 use control::api::proto::Request;
-use control::config::RawRoute;
+use control::config::{RawPolicy, RawRoute, RawSa};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -37,8 +37,125 @@ enum Cmd {
         #[command(subcommand)]
         op: RouteOp,
     },
+    /// Add or delete manually keyed SAs.
+    Sa {
+        #[command(subcommand)]
+        op: SaOp,
+    },
+    /// Add or delete security policies.
+    Policy {
+        #[command(subcommand)]
+        op: PolicyOp,
+    },
     /// Check that the daemon answers.
     Ping,
+}
+
+#[derive(Subcommand)]
+enum SaOp {
+    /// Add an SA (keys as hex of the exact length; AEAD keys include the 4-byte salt).
+    Add(SaAdd),
+    /// Delete an SA by name (refused while a policy names it).
+    Del { name: String },
+}
+
+#[derive(Args)]
+struct SaAdd {
+    name: String,
+    #[arg(long, value_parser = parse_spi)]
+    spi: u64,
+    /// in | out
+    #[arg(long)]
+    direction: String,
+    /// tunnel (default) | transport
+    #[arg(long)]
+    mode: Option<String>,
+    /// Tunnel source (for out: ours; for in: the peer's).
+    #[arg(long)]
+    src: Option<String>,
+    /// Tunnel destination.
+    #[arg(long)]
+    dst: Option<String>,
+    /// aes-gcm-128|192|256, aes-gmac-…, chacha20-poly1305, aes-cbc-128|256, null
+    #[arg(long)]
+    encryption: String,
+    /// hmac-sha1-96 | hmac-sha256-128 | hmac-sha512-256 (CBC and NULL only)
+    #[arg(long)]
+    integrity: Option<String>,
+    #[arg(long)]
+    key: String,
+    #[arg(long)]
+    integrity_key: Option<String>,
+    #[arg(long)]
+    replay_window: Option<u32>,
+    #[arg(long)]
+    esn: bool,
+    /// UDP-encapsulate (NAT-T, port 4500).
+    #[arg(long)]
+    natt: bool,
+}
+
+#[derive(Subcommand)]
+enum PolicyOp {
+    Add(PolicyAdd),
+    Del { name: String },
+}
+
+#[derive(Args)]
+struct PolicyAdd {
+    name: String,
+    /// Lowest wins.
+    #[arg(long)]
+    priority: u32,
+    /// out | in | both
+    #[arg(long, default_value = "both")]
+    direction: String,
+    #[arg(long)]
+    src: Option<String>,
+    #[arg(long)]
+    dst: Option<String>,
+    #[arg(long)]
+    protocol: Option<String>,
+    #[arg(long)]
+    src_ports: Option<String>,
+    #[arg(long)]
+    dst_ports: Option<String>,
+    /// protect | bypass | discard
+    #[arg(long)]
+    action: String,
+    /// Outbound SA (repeat for a rekey: the newest installed is used).
+    #[arg(long)]
+    sa: Vec<String>,
+    /// Inbound SAs admitted.
+    #[arg(long)]
+    sa_in: Vec<String>,
+    #[arg(long)]
+    interface: Option<String>,
+}
+
+/// SPIs in decimal or 0x-hex.
+fn parse_spi(s: &str) -> Result<u64, String> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16).map_err(|e| format!("'{s}': {e}")),
+        None => s.parse().map_err(|e| format!("'{s}': {e}")),
+    }
+}
+
+#[derive(Subcommand)]
+enum IpsecShow {
+    /// SAs: SPI (hex and decimal), direction, mode, peer, algorithm, counters, owning worker.
+    Sa {
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, value_parser = parse_spi)]
+        spi: Option<u64>,
+        #[arg(long)]
+        peer: Option<String>,
+        #[arg(long)]
+        detail: bool,
+    },
+    /// Security policies in priority order.
+    Policies,
 }
 
 #[derive(Subcommand)]
@@ -57,6 +174,11 @@ enum Show {
     Errors,
     /// The packet buffer pool (size, available, in use).
     Pool,
+    /// IPsec SAs and policies.
+    Ipsec {
+        #[command(subcommand)]
+        what: IpsecShow,
+    },
 }
 
 #[derive(Subcommand)]
@@ -107,6 +229,23 @@ fn main() -> ExitCode {
             Show::Stats => Request::ShowStats,
             Show::Errors => Request::ShowErrors,
             Show::Pool => Request::ShowPool,
+            Show::Ipsec {
+                what:
+                    IpsecShow::Sa {
+                        name,
+                        spi,
+                        peer,
+                        detail,
+                    },
+            } => Request::ShowIpsecSa {
+                name,
+                spi: spi.map(|s| s as u32),
+                peer,
+                detail,
+            },
+            Show::Ipsec {
+                what: IpsecShow::Policies,
+            } => Request::ShowIpsecPolicies,
         },
         Cmd::Route { op } => match op {
             RouteOp::Add(a) => Request::RouteAdd {
@@ -118,6 +257,49 @@ fn main() -> ExitCode {
                 },
             },
             RouteOp::Del { prefix } => Request::RouteDel { prefix },
+        },
+        Cmd::Sa {
+            op: SaOp::Del { name },
+        } => Request::SaDel { name },
+        Cmd::Sa { op: SaOp::Add(a) } => Request::SaAdd {
+            sa: RawSa {
+                name: a.name,
+                spi: a.spi,
+                direction: a.direction,
+                mode: a.mode,
+                src: a.src,
+                dst: a.dst,
+                encryption: a.encryption,
+                integrity: a.integrity,
+                key: a.key,
+                integrity_key: a.integrity_key,
+                replay_window: a.replay_window,
+                esn: a.esn,
+                natt: a.natt,
+                ..RawSa::default()
+            },
+        },
+        Cmd::Policy {
+            op: PolicyOp::Del { name },
+        } => Request::PolicyDel { name },
+        Cmd::Policy {
+            op: PolicyOp::Add(a),
+        } => Request::PolicyAdd {
+            policy: RawPolicy {
+                name: a.name,
+                priority: a.priority,
+                direction: a.direction,
+                src: a.src,
+                dst: a.dst,
+                protocol: a.protocol,
+                src_ports: a.src_ports,
+                dst_ports: a.dst_ports,
+                action: a.action,
+                sa: a.sa,
+                sa_in: a.sa_in,
+                interface: a.interface,
+                ..RawPolicy::default()
+            },
         },
     };
     match client::call(&cli.socket, &req) {
