@@ -54,7 +54,7 @@ enum Cmd {
 #[derive(Subcommand)]
 enum SaOp {
     /// Add an SA (keys as hex of the exact length; AEAD keys include the 4-byte salt).
-    Add(SaAdd),
+    Add(Box<SaAdd>),
     /// Delete an SA by name (refused while a policy names it).
     Del { name: String },
 }
@@ -97,7 +97,7 @@ struct SaAdd {
 
 #[derive(Subcommand)]
 enum PolicyOp {
-    Add(PolicyAdd),
+    Add(Box<PolicyAdd>),
     Del { name: String },
 }
 
@@ -261,24 +261,27 @@ fn main() -> ExitCode {
         Cmd::Sa {
             op: SaOp::Del { name },
         } => Request::SaDel { name },
-        Cmd::Sa { op: SaOp::Add(a) } => Request::SaAdd {
-            sa: RawSa {
-                name: a.name,
-                spi: a.spi,
-                direction: a.direction,
-                mode: a.mode,
-                src: a.src,
-                dst: a.dst,
-                encryption: a.encryption,
-                integrity: a.integrity,
-                key: a.key,
-                integrity_key: a.integrity_key,
-                replay_window: a.replay_window,
-                esn: a.esn,
-                natt: a.natt,
-                ..RawSa::default()
-            },
-        },
+        Cmd::Sa { op: SaOp::Add(a) } => {
+            let a = *a;
+            Request::SaAdd {
+                sa: RawSa {
+                    name: a.name,
+                    spi: a.spi,
+                    direction: a.direction,
+                    mode: a.mode,
+                    src: a.src,
+                    dst: a.dst,
+                    encryption: a.encryption,
+                    integrity: a.integrity,
+                    key: a.key,
+                    integrity_key: a.integrity_key,
+                    replay_window: a.replay_window,
+                    esn: a.esn,
+                    natt: a.natt,
+                    ..RawSa::default()
+                },
+            }
+        }
         Cmd::Policy {
             op: PolicyOp::Del { name },
         } => Request::PolicyDel { name },
