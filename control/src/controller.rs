@@ -5,7 +5,7 @@
 //! with heap packets and worker threads on in-memory queues.
 
 use crate::api::proto::{Request, Response};
-use crate::build::{build_tables, Runtime};
+use crate::build::{build_tables, Runtime, TunnelStates};
 use crate::config::RawRoute;
 use crate::hoststack::{HostOut, HostStack};
 use crate::neighbor::{IfInfo, NState, NeighborTable};
@@ -76,7 +76,11 @@ pub struct Controller<P> {
     sa_slots: HashMap<String, SaRef>,
     sa_info: HashMap<u32, SaInfo>,
     next_slot: u32,
+    /// Per-tunnel counters and sequence state, by tunnel name.
+    tunnel_states: TunnelStates,
 }
+
+mod tunnels;
 
 /// The control thread's record of an installed SA.
 struct SaInfo {
@@ -119,14 +123,18 @@ impl<P: Packet + Send> Controller<P> {
             next: 0,
         };
         sas.install(&state, &workers)?;
-        let t = build_tables(&state, &rt, &neigh.resolved(), 1, &sas.slots)?;
+        let mut tunnel_states = TunnelStates::new();
+        let t = build_tables(
+            &state,
+            &rt,
+            &neigh.resolved(),
+            1,
+            &sas.slots,
+            &mut tunnel_states,
+        )?;
         let handle = Arc::new(TablesHandle::new(t));
-        let mtus: Vec<u16> = state
-            .ifaces
-            .iter()
-            .map(|f| f.mtu.unwrap_or(state.ports[f.port].mtu))
-            .collect();
-        let host = HostStack::new(&if_infos(&state, &rt), &mtus);
+        let (infos, mtus) = tunnels::host_ifs(&state, &rt);
+        let host = HostStack::new(&infos, &mtus);
         let c = Controller {
             state,
             rt,
@@ -144,6 +152,7 @@ impl<P: Packet + Send> Controller<P> {
             sa_slots: sas.slots,
             sa_info: sas.info,
             next_slot: sas.next,
+            tunnel_states,
         };
         Ok((c, handle))
     }
@@ -193,6 +202,7 @@ impl<P: Packet + Send> Controller<P> {
                 &self.neigh.resolved(),
                 self.version + 1,
                 &sas.slots,
+                &mut self.tunnel_states,
             )
         });
         let gone = match &built {
@@ -364,6 +374,7 @@ impl<P: Packet + Send> Controller<P> {
         }
         match self.publish(&st) {
             Ok(()) => {
+                self.tunnels_changed(&st);
                 self.state = st;
                 Response::done()
             }
@@ -398,6 +409,21 @@ impl<P: Packet + Send> Controller<P> {
                     .add_policy(&policy, &|n| ifs.iter().position(|x| x == n))
             }),
             Request::PolicyDel { name } => self.change(|st| st.ipsec.del_policy(&name)),
+            Request::TunnelAdd { tunnel } => self.change(|st| {
+                let at = format!("tunnel '{}'", tunnel.name);
+                st.add_tunnel(&at, &tunnel)
+            }),
+            Request::TunnelDel { name } => self.change(|st| st.del_tunnel(&name)),
+            Request::XconnectAdd { xconnect } => self.change(|st| {
+                let at = format!("xconnect '{}'", xconnect.name);
+                st.add_xconnect(&at, &xconnect)
+            }),
+            Request::XconnectDel { name } => self.change(|st| st.del_xconnect(&name)),
+            Request::ShowTunnels { name } => match self.show_tunnels(name.as_deref()) {
+                Ok(v) => Response::ok(v),
+                Err(e) => Response::err(e),
+            },
+            Request::ShowXconnects => Response::ok(self.show_xconnects()),
             Request::RouteDel { prefix } => match Prefix::parse(&prefix) {
                 Err(e) => Response::err(format!("prefix: {e}")),
                 Ok(p) => self.change(|st| st.del_route(p).map(|_| ())),
@@ -547,6 +573,7 @@ impl<P: Packet + Send> Controller<P> {
                     "addresses": f.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
                 })
             })
+            .chain(self.tunnel_interface_rows())
             .collect();
         Value::Array(rows)
     }
@@ -555,17 +582,23 @@ impl<P: Packet + Send> Controller<P> {
         let st = &self.state;
         let resolved = self.neigh.resolved();
         let mut rows = Vec::new();
-        for f in &st.ifaces {
-            for a in &f.addrs {
+        let named = st
+            .ifaces
+            .iter()
+            .map(|f| (&f.name, &f.addrs))
+            .chain(st.tunnels.iter().map(|t| (&t.name, &t.addrs)));
+        for (name, addrs) in named {
+            for a in addrs {
                 let host = if a.addr.is_ipv6() { 128 } else { 32 };
-                rows.push(json!({"prefix": format!("{}/{host}", a.addr), "nexthop": "local", "interface": f.name, "source": "local", "state": "up"}));
-                rows.push(json!({"prefix": a.subnet().to_string(), "nexthop": "connected", "interface": f.name, "source": "connected", "state": "up"}));
+                rows.push(json!({"prefix": format!("{}/{host}", a.addr), "nexthop": "local", "interface": name, "source": "local", "state": "up"}));
+                rows.push(json!({"prefix": a.subnet().to_string(), "nexthop": "connected", "interface": name, "source": "connected", "state": "up"}));
             }
         }
         for r in &st.routes {
             let (nh, ifn, state) = match r.target {
                 RouteTarget::Blackhole => ("blackhole".to_string(), Value::Null, "up"),
                 RouteTarget::Iface(i) => ("connected".to_string(), json!(st.ifaces[i].name), "up"),
+                RouteTarget::Tunnel(ref n) => ("tunnel".to_string(), json!(n), "up"),
                 RouteTarget::Via { gateway, iface } => {
                     let i = iface.or_else(|| st.connected_iface(gateway));
                     let up = i.is_some_and(|i| {

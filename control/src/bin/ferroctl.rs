@@ -47,6 +47,16 @@ enum Cmd {
         #[command(subcommand)]
         op: PolicyOp,
     },
+    /// Add, delete or show overlay tunnels.
+    Tunnel {
+        #[command(subcommand)]
+        op: control::cli::TunnelOp,
+    },
+    /// Cross-connect a port or VLAN to an L2 tunnel.
+    Xconnect {
+        #[command(subcommand)]
+        op: control::cli::XconnectOp,
+    },
     /// Check that the daemon answers.
     Ping,
 }
@@ -179,6 +189,10 @@ enum Show {
         #[command(subcommand)]
         what: IpsecShow,
     },
+    /// Tunnels and their counters (one in detail, with drops by reason, when named).
+    Tunnels { name: Option<String> },
+    /// L2 cross-connects.
+    Xconnects,
 }
 
 #[derive(Subcommand)]
@@ -229,6 +243,8 @@ fn main() -> ExitCode {
             Show::Stats => Request::ShowStats,
             Show::Errors => Request::ShowErrors,
             Show::Pool => Request::ShowPool,
+            Show::Tunnels { name } => Request::ShowTunnels { name },
+            Show::Xconnects => Request::ShowXconnects,
             Show::Ipsec {
                 what:
                     IpsecShow::Sa {
@@ -247,6 +263,8 @@ fn main() -> ExitCode {
                 what: IpsecShow::Policies,
             } => Request::ShowIpsecPolicies,
         },
+        Cmd::Tunnel { op } => op.request(),
+        Cmd::Xconnect { op } => op.request(),
         Cmd::Route { op } => match op {
             RouteOp::Add(a) => Request::RouteAdd {
                 route: RawRoute {

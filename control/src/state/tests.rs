@@ -4,7 +4,7 @@ use super::*;
 use crate::build::{build_tables, Neighbors, Runtime};
 use dataplane::tables::fib::NextHop;
 
-const BASE: &str = r#"
+pub(super) const BASE: &str = r#"
 [system]
 main_lcore = 0
 [[ports]]
@@ -49,7 +49,7 @@ fn state(extra: &str) -> Result<State, String> {
     State::from_config(&raw)
 }
 
-fn refused(cfg: &str, needle: &str) {
+pub(super) fn refused(cfg: &str, needle: &str) {
     let e = match RawConfig::parse(cfg).and_then(|r| State::from_config(&r)) {
         Ok(_) => panic!("accepted, expected an error containing '{needle}'"),
         Err(e) => e,
@@ -139,7 +139,15 @@ fn tables_route_and_resolve() {
     let s = state("").unwrap();
     let rt = Runtime::fake(2);
     let mut dyn_n = Neighbors::new();
-    let t = build_tables(&s, &rt, &dyn_n, 7, &Default::default()).unwrap();
+    let t = build_tables(
+        &s,
+        &rt,
+        &dyn_n,
+        7,
+        &Default::default(),
+        &mut Default::default(),
+    )
+    .unwrap();
     assert_eq!(t.version, 7);
     assert_eq!(t.ports[1].vlans, vec![(100, 2)]);
     // Our address: local. Default route: resolved via the static neighbor.
@@ -184,7 +192,15 @@ fn tables_route_and_resolve() {
         (2, "10.100.0.5".parse().unwrap()),
         Mac([2, 0, 0, 0, 0, 0x05]),
     );
-    let t = build_tables(&s, &rt, &dyn_n, 8, &Default::default()).unwrap();
+    let t = build_tables(
+        &s,
+        &rt,
+        &dyn_n,
+        8,
+        &Default::default(),
+        &mut Default::default(),
+    )
+    .unwrap();
     assert!(matches!(t.fib.lookup4([10, 9, 1, 1]), Ok(NextHop::Forward(a)) if a.dst.0[5] == 0xfe));
     assert!(matches!(t.fib.lookup4([10, 100, 0, 5]), Ok(NextHop::Forward(a)) if a.vlan == 100));
 }

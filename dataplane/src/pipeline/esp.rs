@@ -5,7 +5,7 @@
 //! An SA is only touched by the worker that owns it; a packet meeting an SA owned elsewhere is
 //! handed to the owner with its metadata and continues there in the same node.
 
-use super::{Ctx, Env, Handoff, Node, Pipeline};
+use super::{Ctx, Env, Handoff, Meta, Node, Pipeline};
 use crate::esp;
 use crate::events::{Event, PuntKind, Punted};
 use crate::packet::Packet;
@@ -18,16 +18,18 @@ use crate::wire::ipproto;
 const IKE_PORT: u16 = 500;
 const NATT_PORT: u16 = 4500;
 
-/// What a packet to one of our addresses is, as far as IPsec cares.
+/// What a packet to one of our addresses is, as far as IPsec and tunnels care.
 enum LocalKind {
     /// ESP; the SPI is at this offset from the IP header.
     Esp(usize),
     Ike,
     Keepalive,
+    /// Possibly a tunnel packet (protocol or UDP port some tunnel uses).
+    Tunnel,
     Other,
 }
 
-fn local_kind(d: &[u8], v6: bool) -> LocalKind {
+fn local_kind(t: &Tables, d: &[u8], v6: bool) -> LocalKind {
     let (proto, l4) = if v6 {
         match crate::wire::Ipv6Packet::new_checked(d).and_then(|ip| ip.upper_layer()) {
             Ok(ul) if !ul.fragment => (ul.protocol, ul.offset),
@@ -54,23 +56,67 @@ fn local_kind(d: &[u8], v6: bool) -> LocalKind {
                 NATT_PORT if payload.len() >= 4 && payload[..4] == [0, 0, 0, 0] => LocalKind::Ike,
                 NATT_PORT if payload.len() >= 8 => LocalKind::Esp(l4 + 8),
                 NATT_PORT => LocalKind::Other,
+                p if t.tunnels.wants(ipproto::UDP, Some(p)) => LocalKind::Tunnel,
                 _ => LocalKind::Other,
             }
         }
+        p if t.tunnels.wants(p, None) => LocalKind::Tunnel,
         _ => LocalKind::Other,
     }
 }
 
+/// The inbound SPD check of a packet that came from outside (decrypted or not); `None` to
+/// let it pass. Packets we made ourselves are not checked.
+fn inbound_verdict(t: &Tables, m: &Meta, k: &FlowKey) -> Option<DropReason> {
+    if m.local_origin && m.sa_in == 0 {
+        return None;
+    }
+    match t.ipsec.classify(Dir::In, m.in_if, k).map(|p| &p.action) {
+        Some(Action::Protect { inbound, .. }) => match m.sa_in {
+            0 => Some(DropReason::SpdUnprotected),
+            s if !inbound.contains(&(s - 1)) => Some(DropReason::EspPolicyMismatch),
+            _ => None,
+        },
+        Some(Action::Discard) => Some(DropReason::SpdDiscard),
+        // Decrypted traffic must fall within a policy naming its SA.
+        Some(Action::Bypass) | None if m.sa_in != 0 => Some(DropReason::EspPolicyMismatch),
+        Some(Action::Bypass) => None,
+        None if t.ipsec.default_discard => Some(DropReason::SpdDiscard),
+        None => None,
+    }
+}
+
 impl<P: Packet> Pipeline<P> {
-    /// A packet to one of our addresses while SAs are installed: ESP and NAT-T go to ESP
-    /// input, IKE to the control thread, NAT keepalives are absorbed, the rest is local.
-    pub(super) fn local_ipsec<E: Env<P>>(&mut self, ctx: &Ctx, env: &mut E, i: usize) {
+    /// A packet to one of our addresses while SAs or tunnels are installed: ESP and NAT-T go
+    /// to ESP input, IKE to the control thread, NAT keepalives are absorbed, tunnel packets
+    /// (that pass the inbound policy check) to decapsulation, the rest is local.
+    pub(super) fn local_dispatch<E: Env<P>>(
+        &mut self,
+        t: &Tables,
+        ctx: &Ctx,
+        env: &mut E,
+        i: usize,
+    ) {
         let Some(p) = self.slots[i].as_ref() else {
             return;
         };
         let m = self.meta[i];
-        match local_kind(p.data(), m.v6) {
+        match local_kind(t, p.data(), m.v6) {
             LocalKind::Esp(_) => self.sched.push(Node::EspIn, i),
+            LocalKind::Tunnel => {
+                // Tunnel packets are transit traffic for the SPD: a policy may require GRE
+                // or VXLAN between the endpoints to arrive protected.
+                if !t.ipsec.is_inactive() {
+                    if let Some(r) = FlowKey::of(p.data(), m.v6)
+                        .map_or(Some(DropReason::EspPolicyMismatch), |k| {
+                            inbound_verdict(t, &m, &k)
+                        })
+                    {
+                        return self.drop(ctx, i, r);
+                    }
+                }
+                self.sched.push(Node::Decap, i)
+            }
             LocalKind::Ike => {
                 let Some(pkt) = self.slots[i].take() else {
                     return;
@@ -124,7 +170,7 @@ impl<P: Packet> Pipeline<P> {
         let Some(p) = self.slots[i].as_ref() else {
             return;
         };
-        let LocalKind::Esp(off) = local_kind(p.data(), self.meta[i].v6) else {
+        let LocalKind::Esp(off) = local_kind(t, p.data(), self.meta[i].v6) else {
             return self.drop(ctx, i, DropReason::EspMalformed);
         };
         let Some(spi) = p
@@ -185,24 +231,9 @@ impl<P: Packet> Pipeline<P> {
             return false;
         };
         // Inbound: everything that came from outside (decrypted or not).
-        if !m.local_origin || m.sa_in != 0 {
-            let verdict = match t.ipsec.classify(Dir::In, m.in_if, &k).map(|p| &p.action) {
-                Some(Action::Protect { inbound, .. }) => match m.sa_in {
-                    0 => Some(DropReason::SpdUnprotected),
-                    s if !inbound.contains(&(s - 1)) => Some(DropReason::EspPolicyMismatch),
-                    _ => None,
-                },
-                Some(Action::Discard) => Some(DropReason::SpdDiscard),
-                // Decrypted traffic must fall within a policy naming its SA.
-                Some(Action::Bypass) | None if m.sa_in != 0 => Some(DropReason::EspPolicyMismatch),
-                Some(Action::Bypass) => None,
-                None if t.ipsec.default_discard => Some(DropReason::SpdDiscard),
-                None => None,
-            };
-            if let Some(r) = verdict {
-                self.drop(ctx, i, r);
-                return false;
-            }
+        if let Some(r) = inbound_verdict(t, &m, &k) {
+            self.drop(ctx, i, r);
+            return false;
         }
         match t.ipsec.classify(Dir::Out, out_if, &k) {
             Some(pol) => match &pol.action {
