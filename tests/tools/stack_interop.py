@@ -16,7 +16,7 @@ CFG.json: {"key": hex (16 + 4 salt), "spi_out": n, "spi_in": n, "count": n,
            "mac": {"lan": .., "l2": .., "wan": ..}}
 """
 import json, sys
-from scapy.all import Ether, Dot1Q, IP, UDP, GRE, Raw, wrpcap, rdpcap
+from scapy.all import Ether, Dot1Q, IP, UDP, GRE, ICMP, Raw, wrpcap, rdpcap
 from scapy.layers.vxlan import VXLAN
 from scapy.layers.ipsec import SecurityAssociation, ESP
 
@@ -66,6 +66,11 @@ if sys.argv[1] == "gen":
                       IP(src=PEER, dst=US, proto=97) / Raw(ETHERIP + bytes(frame(i, 20)))):
             wan.append(Ether(src=PEER_MAC, dst=cfg["mac"]["wan"]) / from_peer.encrypt(IP(bytes(inner)), seq_num=seq))
             seq += 1
+    # A ping to the gateway's own address on gre1, through the protected tunnel: the host
+    # stack answers on the tunnel interface, and the reply goes back through GRE and ESP.
+    echo = IP(src=PEER, dst=US, proto=47) / GRE(key_present=1, key=5, proto=0x0800) / \
+        IP(src="192.168.255.2", dst="192.168.255.1") / ICMP(type=8, id=7, seq=1) / Raw(b"ping-through-gre")
+    wan.append(Ether(src=PEER_MAC, dst=cfg["mac"]["wan"]) / from_peer.encrypt(IP(bytes(echo)), seq_num=seq))
     # GRE in clear where the policy demands ESP: must be refused.
     wan.append(Ether(src=PEER_MAC, dst=cfg["mac"]["wan"]) / IP(src=PEER, dst=US, proto=47) / GRE(key_present=1, key=5, proto=0x0800) / routed(99, "10.2.0.2", "10.1.0.2"))
     wrpcap(f"{d}/wan.pcap", wan)
@@ -89,6 +94,12 @@ for k, p in enumerate(out):
         g = inner[GRE]
         if g.key_present != 1 or g.key != 5 or g.proto != 0x0800:
             bad.append(f"wan out {k}: GRE key/proto {g.key} {g.proto:#x}")
+        if ICMP in g and g[ICMP].type == 0:
+            e = g[IP]
+            if (e.src, e.dst, e[ICMP].id, bytes(e[ICMP].payload)) != ("192.168.255.1", "192.168.255.2", 7, b"ping-through-gre"):
+                bad.append(f"wan out {k}: echo reply {e.summary()}")
+            seen["echo"] = True
+            continue
         seen["gre"].append(bytes(g.payload))
     elif inner.proto == 17:
         u = inner[UDP]
@@ -112,6 +123,8 @@ for kind in want:
     if seen[kind] != want[kind]:
         bad.append(f"{kind}: {len(seen[kind])} inner packets, {sum(a == b for a, b in zip(seen[kind], want[kind]))} as expected of {n}")
 
+if not seen.get("echo"):
+    bad.append("no echo reply from 192.168.255.1 through gre1")
 lan = [bytes(p[IP]) for p in rdpcap(f"{d}/lan_tx.pcap") if IP in p and p[IP].src == "10.2.0.2"]
 if lan != [bytes(IP(bytes(routed(i, "10.2.0.2", "10.1.0.2", ttl=63)))) for i in range(n)]:
     bad.append(f"lan: {len(lan)} packets from the peer's GRE, not the {n} expected")
@@ -121,5 +134,5 @@ for vlan, kind in ((10, 10), (20, 20)):
     exp = [bytes(tagged(frame(i, kind), vlan)) for i in range(n)]
     if [bytes(p) for p in got] != exp:
         bad.append(f"l2 vlan {vlan}: {len(got)} frames, not the {n} expected")
-print(json.dumps({"errors": bad, "out": {k: len(v) for k, v in seen.items()}}))
+print(json.dumps({"errors": bad, "out": {k: (len(v) if isinstance(v, list) else v) for k, v in seen.items()}}))
 sys.exit(1 if bad else 0)
