@@ -9,6 +9,8 @@
 
 pub use bench::pcap;
 
+pub mod esp;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
