@@ -212,6 +212,7 @@ impl Case {
             "k": self.k, "mode": self.mode, "crypt": self.alg.scapy, "auth": self.alg.scapy_auth,
             "key": self.key, "auth_key": self.auth_key, "spi_out": self.spi_out,
             "spi_in": self.spi_in, "esn": self.esn, "initial_seq": self.initial_seq,
+            "tshark": self.alg.tshark.map(|(e, a)| [e, a]),
         })
     }
 

@@ -10,6 +10,11 @@ between ferrogate and a Scapy "peer gateway", all driven through one daemon run 
                                         DIR/in_tx.pcap (ferrogate's decryption) with the
                                         peer's cleartext. Prints one JSON object; exit 1 on
                                         any mismatch or missing packet.
+  esp_interop.py tshark SPEC.json DIR   has tshark decrypt DIR/out_tx.pcap with ferrogate's
+                                        outbound keys (cases with a "tshark" entry) and
+                                        checks the inner packet fields it shows, the ICV
+                                        check, and that there is no expert info or malformed
+                                        packet. Prints one JSON object; exit 1 on a mismatch.
 
 SPEC.json: {"count": n, "gw_in_mac", "gw_out_mac", "host_mac", "peer_mac",
             "cases": [{"k", "mode", "crypt", "auth", "key", "auth_key", "spi_out", "spi_in",
@@ -27,9 +32,11 @@ Transport cases (ferrogate acting as a host, RFC 4301 §4.1): the remote host se
 requests to the gateway's WAN address in transport-mode ESP (ferrogate decrypts, its host
 stack answers) and the echo replies come back in transport-mode ESP (the peer decrypts).
 """
+import ipaddress
 import json
 import os
 import struct
+import subprocess
 import sys
 
 from cryptography.exceptions import InvalidTag
@@ -354,9 +361,99 @@ def verify(spec, d):
     return 1 if bad or unexpected else 0
 
 
+TSHARK_FIELDS = ["esp.spi", "esp.sequence", "esp.icv_good", "ip.src", "ip.dst", "ip.ttl",
+                 "ipv6.src", "ipv6.dst", "ipv6.hlim", "udp.srcport", "udp.dstport",
+                 "udp.payload", "icmp.type", "icmp.seq", "icmpv6.type",
+                 "icmpv6.echo.sequence_number", "data.data", "_ws.expert", "_ws.malformed"]
+
+
+def tshark(spec, d):
+    """tshark (Wireshark's ESP dissector, with its own crypto) decrypts what ferrogate sent."""
+    n, cases = spec["count"], [c for c in spec["cases"] if c.get("tshark")]
+    uat = []
+    for c in cases:
+        enc, auth = c["tshark"]
+        dst = peer_wan(c) if tunnel(c) else remote(c)
+        akey = "0x" + c["auth_key"] if c["auth_key"] else ""
+        ekey = "0x" + c["key"] if c["key"] else ""
+        rec = f'"{"IPv6" if outer_v6(c) else "IPv4"}","{gw_wan(c)}","{dst}","0x{c["spi_out"]:08x}","{enc}","{ekey}","{auth}","{akey}"'
+        uat += ["-o", f"uat:esp_sa:{rec}"]
+    cmd = ["tshark", "-n", "-r", f"{d}/out_tx.pcap", "-o", "esp.enable_encryption_decode:TRUE",
+           "-o", "esp.enable_authentication_check:TRUE", *uat, "-T", "fields",
+           "-E", "occurrence=a", "-E", "aggregator=,"]
+    for f in TSHARK_FIELDS:
+        cmd += ["-e", f]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        print(json.dumps({"errors": [f"tshark failed: {r.stderr[-500:]}"], "n_errors": 1}))
+        return 1
+    by_spi = {c["spi_out"]: c for c in cases}
+    seen = {c["k"]: 0 for c in cases}
+    index = {c["k"]: 0 for c in cases}
+    bad, frames = [], 0
+    norm = lambda a: str(ipaddress.ip_address(a))
+    for line in r.stdout.splitlines():
+        v = dict(zip(TSHARK_FIELDS, line.split("\t")))
+        frames += 1
+        if v.get("_ws.expert") or v.get("_ws.malformed"):
+            bad.append(f"frame {frames}: expert info or malformed: {line[:200]}")
+        if not v.get("esp.spi"):
+            continue
+        c = by_spi.get(int(v["esp.spi"], 16))
+        if c is None:
+            continue
+        i = index[c["k"]]
+        index[c["k"]] += 1
+        tag = f"{c['mode']} {c['crypt']}/{c['auth']} spi {c['spi_out']:#x} packet {i}"
+        ips4 = [norm(a) for a in v["ip.src"].split(",") if a] + [norm(a) for a in v["ip.dst"].split(",") if a]
+        ips6 = [norm(a) for a in v["ipv6.src"].split(",") if a] + [norm(a) for a in v["ipv6.dst"].split(",") if a]
+        want = {"esp.sequence": str(c.get("initial_seq", 1) + i), "esp.icv_good": "1"}
+        h, r_ = norm(host(c)), norm(remote(c))
+        g, p = norm(gw_wan(c)), norm(peer_wan(c))
+        if tunnel(c):
+            want.update({"udp.srcport": str(1000 + i), "udp.dstport": "7",
+                         "udp.payload": body(c, i).hex()})
+            outer, inner = ([g, p], [h, r_])
+            # ip.src,ip.dst lists hold the outer then the inner address of each family.
+            if c["mode"] == "4in4":
+                want_ips = ([g, h, p, r_], [])
+                want["ip.ttl"] = "64,63"
+            elif c["mode"] == "6in6":
+                want_ips = ([], [g, h, p, r_])
+                want["ipv6.hlim"] = "64,63"
+            elif c["mode"] == "6in4":
+                want_ips = (outer, inner)
+                want["ipv6.hlim"] = "63"
+            else:
+                want_ips = (inner, outer)
+                want["ip.ttl"] = "63"
+        else:
+            want["data.data"] = body(c, i).hex()
+            want_ips = ([], [g, r_]) if outer_v6(c) else ([g, r_], [])
+            if outer_v6(c):
+                want.update({"icmpv6.type": "129", "icmpv6.echo.sequence_number": str(i)})
+            else:
+                want.update({"icmp.type": "0", "icmp.seq": str(i)})
+        diff = {k: (v.get(k), w) for k, w in want.items() if v.get(k) != w}
+        if (ips4, ips6) != want_ips:
+            diff["addresses"] = ((ips4, ips6), want_ips)
+        if diff:
+            bad.append(f"{tag}: " + "; ".join(f"{k}: got {str(a)[:80]} want {str(b)[:80]}" for k, (a, b) in diff.items()))
+        else:
+            seen[c["k"]] += 1
+    for c in cases:
+        if seen[c["k"]] != n:
+            bad.append(f"{c['mode']} {c['crypt']}/{c['auth']}: tshark showed {seen[c['k']]} of {n} inner packets")
+    print(json.dumps({"frames": frames, "cases": len(cases), "decrypted": sum(seen.values()),
+                      "errors": bad[:40], "n_errors": len(bad)}))
+    return 1 if bad else 0
+
+
 if __name__ == "__main__":
     spec = json.load(open(sys.argv[2]))
     if sys.argv[1] == "gen":
         gen(spec, sys.argv[3])
         sys.exit(0)
+    if sys.argv[1] == "tshark":
+        sys.exit(tshark(spec, sys.argv[3]))
     sys.exit(verify(spec, sys.argv[3]))
