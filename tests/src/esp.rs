@@ -112,6 +112,13 @@ pub const ALGS: &[Alg] = &[
     hmac("null", 0, 512, "NULL"),
 ];
 
+/// The algorithm with this encryption and integrity name.
+pub fn alg(encryption: &str, integrity: Option<&str>) -> &'static Alg {
+    ALGS.iter()
+        .find(|a| a.encryption == encryption && a.integrity == integrity)
+        .unwrap_or_else(|| panic!("no algorithm {encryption}/{integrity:?}"))
+}
+
 /// Tunnel mode inner-in-outer and transport mode per family.
 pub const MODES: &[&str] = &["4in4", "6in4", "4in6", "6in6", "tr4", "tr6"];
 

@@ -10,6 +10,11 @@ between ferrogate and a Scapy "peer gateway", all driven through one daemon run 
                                         DIR/in_tx.pcap (ferrogate's decryption) with the
                                         peer's cleartext. Prints one JSON object; exit 1 on
                                         any mismatch or missing packet.
+  esp_interop.py stream SPEC.json DIR SEQS
+                                        writes DIR/esp.pcap: the first case's peer sends
+                                        packet `seq` (UDP source port 2000 + seq) for each
+                                        comma-separated SEQ in order; "!SEQ" is a forgery
+                                        (ICV corrupted) and DIR/plain.pcap is empty
   esp_interop.py tshark SPEC.json DIR   has tshark decrypt DIR/out_tx.pcap with ferrogate's
                                         outbound keys (cases with a "tshark" entry) and
                                         checks the inner packet fields it shows, the ICV
@@ -361,6 +366,21 @@ def verify(spec, d):
     return 1 if bad or unexpected else 0
 
 
+def stream(spec, d, seqs):
+    c = spec["cases"][0]
+    sa = peer_out(c)
+    frames = []
+    for s in seqs.split(","):
+        forged = s.startswith("!")
+        seq = int(s.lstrip("!"))
+        p = seal(sa, from_remote(c, seq), seq)
+        if forged:
+            p[ESP].data = p[ESP].data[:-1] + bytes([p[ESP].data[-1] ^ 0x80])
+        frames.append(Ether(src=spec["peer_mac"], dst=spec["gw_out_mac"]) / p)
+    wrpcap(f"{d}/esp.pcap", frames)
+    wrpcap(f"{d}/plain.pcap", [])
+
+
 TSHARK_FIELDS = ["esp.spi", "esp.sequence", "esp.icv_good", "ip.src", "ip.dst", "ip.ttl",
                  "ipv6.src", "ipv6.dst", "ipv6.hlim", "udp.srcport", "udp.dstport",
                  "udp.payload", "icmp.type", "icmp.seq", "icmpv6.type",
@@ -453,6 +473,9 @@ if __name__ == "__main__":
     spec = json.load(open(sys.argv[2]))
     if sys.argv[1] == "gen":
         gen(spec, sys.argv[3])
+        sys.exit(0)
+    if sys.argv[1] == "stream":
+        stream(spec, sys.argv[3], sys.argv[4])
         sys.exit(0)
     if sys.argv[1] == "tshark":
         sys.exit(tshark(spec, sys.argv[3]))
