@@ -4,7 +4,7 @@
 //! - a stream with replays, late packets, window-edge cases and a forgery: exactly the fresh
 //!   packets are delivered, in order, and every other one is counted under its reason
 //!   (`esp-replay-duplicate`, `esp-replay-late`, `esp-auth-failed`); the forgery does not move
-//!   the window;
+//!   the window; an SA with `replay_window = 0` (anti-replay off) delivers repeats;
 //! - ESN SAs that start 4 below 2^32 (`initial_seq`) in both directions carry 8 packets each
 //!   way across 2^32, for AEAD (GCM, ChaCha20-Poly1305), GMAC and CBC/NULL+HMAC suites in
 //!   tunnel and transport mode: ferrogate infers the high half on receive (every packet opens)
@@ -18,9 +18,12 @@ fn the_replay_window_delivers_fresh_packets_once_and_counts_the_rest_exactly() {
     require_env();
     let mut c = Case::new(0, alg("aes-gcm-128", None), "4in4");
     c.replay_window = Some(64);
+    let mut off = Case::new(1, alg("aes-cbc-128", Some("hmac-sha1-96")), "4in4");
+    off.replay_window = Some(0);
     let dir = Scratch::new("replay");
     let spec_path = dir.file("spec.json");
-    std::fs::write(&spec_path, spec(&[c.clone()], 0).to_string()).unwrap();
+    let cases = [c, off];
+    std::fs::write(&spec_path, spec(&cases, 0).to_string()).unwrap();
     let run = |a: std::ops::RangeInclusive<u64>| a.map(|s| s.to_string()).collect::<Vec<_>>();
     let mut seqs = run(1..=40); // fresh
     seqs.extend(run(1..=40)); // duplicates (window 64, top 40)
@@ -30,6 +33,8 @@ fn the_replay_window_delivers_fresh_packets_once_and_counts_the_rest_exactly() {
     seqs.extend(["137", "136", "137", "200", "150", "150"].map(String::from));
     // A forgery far ahead must not move the window: 141 is still fresh afterwards.
     seqs.extend(["!10000", "141"].map(String::from));
+    // Without anti-replay, repeats and old numbers are delivered.
+    seqs.extend(["1/7", "1/7", "1/3", "1/7"].map(String::from));
     python(&[
         &tool("esp_interop.py"),
         "stream",
@@ -38,10 +43,14 @@ fn the_replay_window_delivers_fresh_packets_once_and_counts_the_rest_exactly() {
         &seqs.join(","),
     ])
     .unwrap_or_else(|e| panic!("{e}"));
-    let fresh: Vec<u64> = (1..=40).chain([200, 137, 150, 141]).collect();
+    let fresh: Vec<(u8, u64)> = (1..=40)
+        .chain([200, 137, 150, 141])
+        .map(|s| (0, s))
+        .chain([7, 7, 3, 7].map(|s| (1, s)))
+        .collect();
     let (dups, late, forged) = (40 + 3, 40 + 1, 1);
 
-    let d = Daemon::start("replay", "", &pcap_config(&dir, &[c]));
+    let d = Daemon::start("replay", "", &pcap_config(&dir, &cases));
     wait_until("every frame received", 30, || {
         d.stat("rx_packets") == seqs.len() as u64
     });
@@ -62,19 +71,20 @@ fn the_replay_window_delivers_fresh_packets_once_and_counts_the_rest_exactly() {
         .map(|(k, v)| (k.to_string(), v))
         .into()
     );
-    assert_eq!(
-        sas["i0"],
-        [fresh.len() as u64, forged, dups + late, 0],
-        "{sas:?}"
-    );
-    // Exactly the fresh packets came out, once each, in arrival order (UDP source port 2000 +
-    // sequence number).
-    let out: Vec<u64> = pcap::read(&dir.file("in_tx.pcap"))
+    assert_eq!(sas["i0"], [44, forged, dups + late, 0], "{sas:?}");
+    assert_eq!(sas["i1"], [4, 0, 0, 0], "{sas:?}");
+    // Exactly the fresh packets came out, once each, in arrival order: (case, sequence number)
+    // from the source address 10.2.k.2 and the UDP source port 2000 + sequence number.
+    let out: Vec<(u8, u64)> = pcap::read(&dir.file("in_tx.pcap"))
         .iter()
         .map(|f| {
             let p = etherparse::SlicedPacket::from_ethernet(f).expect("frame");
+            let k = match p.net {
+                Some(etherparse::NetSlice::Ipv4(ip)) => ip.header().source()[2],
+                other => panic!("not IPv4: {other:?}"),
+            };
             match p.transport {
-                Some(etherparse::TransportSlice::Udp(u)) => u.source_port() as u64 - 2000,
+                Some(etherparse::TransportSlice::Udp(u)) => (k, u.source_port() as u64 - 2000),
                 other => panic!("not UDP: {other:?}"),
             }
         })

@@ -11,10 +11,11 @@ between ferrogate and a Scapy "peer gateway", all driven through one daemon run 
                                         peer's cleartext. Prints one JSON object; exit 1 on
                                         any mismatch or missing packet.
   esp_interop.py stream SPEC.json DIR SEQS
-                                        writes DIR/esp.pcap: the first case's peer sends
-                                        packet `seq` (UDP source port 2000 + seq) for each
-                                        comma-separated SEQ in order; "!SEQ" is a forgery
-                                        (ICV corrupted) and DIR/plain.pcap is empty
+                                        writes DIR/esp.pcap: for each comma-separated SEQ
+                                        ("seq" for the first case, "k/seq" for case k) in
+                                        order, the peer sends packet `seq` (UDP source port
+                                        2000 + seq); a leading "!" makes it a forgery (ICV
+                                        corrupted). DIR/plain.pcap is empty.
   esp_interop.py tshark SPEC.json DIR   has tshark decrypt DIR/out_tx.pcap with ferrogate's
                                         outbound keys (cases with a "tshark" entry) and
                                         checks the inner packet fields it shows, the ICV
@@ -367,13 +368,14 @@ def verify(spec, d):
 
 
 def stream(spec, d, seqs):
-    c = spec["cases"][0]
-    sa = peer_out(c)
+    cases = {c["k"]: c for c in spec["cases"]}
+    sas = {k: peer_out(c) for k, c in cases.items()}
     frames = []
     for s in seqs.split(","):
         forged = s.startswith("!")
-        seq = int(s.lstrip("!"))
-        p = seal(sa, from_remote(c, seq), seq)
+        k, _, seq = s.lstrip("!").rpartition("/")
+        c, seq = cases[int(k or spec["cases"][0]["k"])], int(seq)
+        p = seal(sas[c["k"]], from_remote(c, seq), seq)
         if forged:
             p[ESP].data = p[ESP].data[:-1] + bytes([p[ESP].data[-1] ^ 0x80])
         frames.append(Ether(src=spec["peer_mac"], dst=spec["gw_out_mac"]) / p)

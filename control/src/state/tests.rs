@@ -256,3 +256,20 @@ fn initial_seq_is_refused_unless_esn_or_within_32_bits() {
     assert_eq!(seq("initial_seq = 4294967295"), u32::MAX as u64);
     assert_eq!(seq("esn = true\ninitial_seq = 1099511627776"), 1 << 40);
 }
+
+#[test]
+fn replay_window_0_turns_anti_replay_off() {
+    let sa = |w: u32| {
+        format!(
+            "\n[ipsec]\n[[ipsec.sa]]\nname = \"s\"\nspi = 4097\ndirection = \"in\"\nsrc = \"192.0.2.2\"\ndst = \"192.0.2.1\"\nencryption = \"aes-gcm-128\"\nkey = \"{}\"\nreplay_window = {w}\n",
+            "11".repeat(20)
+        )
+    };
+    let window = |w: u32| state(&sa(w)).map(|s| s.ipsec.sas[0].cfg.replay_window);
+    assert_eq!(window(0), Ok(0));
+    assert_eq!(window(4096), Ok(4096));
+    refused(
+        &format!("{BASE}{}", sa(100)),
+        "ipsec.sa[0].replay_window: 100",
+    );
+}
