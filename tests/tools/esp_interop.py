@@ -24,7 +24,7 @@ between ferrogate and a Scapy "peer gateway", all driven through one daemon run 
 
 SPEC.json: {"count": n, "gw_in_mac", "gw_out_mac", "host_mac", "peer_mac",
             "cases": [{"k", "mode", "crypt", "auth", "key", "auth_key", "spi_out", "spi_in",
-                       "esn": bool, "initial_seq": n}]}
+                       "esn": bool, "initial_seq": n, "tshark": [enc, auth] or null}]}
   crypt: a Scapy crypt_algo name, or "AES-GMAC" (see GmacSA: Scapy 2.5 has no GMAC).
   mode:  4in4 | 6in4 | 4in6 | 6in6 (tunnel: inner "in" outer) | tr4 | tr6 (transport).
 
