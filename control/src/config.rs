@@ -272,6 +272,12 @@ pub struct RawSa {
     pub replay_window: Option<u32>,
     #[serde(default)]
     pub esn: bool,
+    /// Testing and interop only: the sequence number of the first packet sent (`out`) or the
+    /// lowest one expected (`in`), for an SA that continues a sequence started elsewhere (a
+    /// peer that resumed; ESN tests that must cross 2^32). Absent = 1, the only value a
+    /// normal SA uses. Without `esn` at most 4294967295 (2^32-1).
+    #[serde(default)]
+    pub initial_seq: Option<u64>,
     #[serde(default)]
     pub lifetime: RawLifetime,
     /// UDP encapsulation (NAT-T).

@@ -89,7 +89,7 @@ struct SaAdd {
     /// aes-gcm-128|192|256, aes-gmac-…, chacha20-poly1305, aes-cbc-128|256, null
     #[arg(long)]
     encryption: String,
-    /// hmac-sha1-96 | hmac-sha256-128 | hmac-sha512-256 (CBC and NULL only)
+    /// hmac-sha1-96 | hmac-sha256-128 | hmac-sha384-192 | hmac-sha512-256 (CBC and NULL only)
     #[arg(long)]
     integrity: Option<String>,
     #[arg(long)]

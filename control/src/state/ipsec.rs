@@ -77,17 +77,14 @@ fn suite_of(f: &dyn Fn(&str) -> String, enc: &str, integ: Option<&str>) -> Resul
         match s {
             "hmac-sha1-96" | "sha1" | "sha1-96" => Ok(Integ::HmacSha1_96),
             "hmac-sha256-128" | "hmac-sha2-256-128" | "sha256" => Ok(Integ::HmacSha256_128),
+            "hmac-sha384-192" | "hmac-sha2-384-192" | "sha384" => Ok(Integ::HmacSha384_192),
             "hmac-sha512-256" | "hmac-sha2-512-256" | "sha512" => Ok(Integ::HmacSha512_256),
             "hmac-md5-96" | "md5" => Err(format!(
                 "{}: '{s}': MD5 is not supported (insecure)",
                 f("integrity")
             )),
-            "hmac-sha384-192" | "sha384" => Err(format!(
-                "{}: '{s}': HMAC-SHA-384-192 is not implemented yet",
-                f("integrity")
-            )),
             _ => Err(format!(
-                "{}: '{s}': unknown (hmac-sha1-96, hmac-sha256-128, hmac-sha512-256)",
+                "{}: '{s}': unknown (hmac-sha1-96, hmac-sha256-128, hmac-sha384-192, hmac-sha512-256)",
                 f("integrity")
             )),
         }
@@ -260,6 +257,22 @@ fn sa_spec(i: usize, r: &RawSa) -> Result<SaSpec, String> {
     };
     let mut cfg = SaConfig::new(r.spi as u32, mode, suite);
     cfg.esn = r.esn;
+    match r.initial_seq {
+        None => {}
+        Some(0) => {
+            return Err(format!(
+                "{}: 0: sequence numbers start at 1",
+                f("initial_seq")
+            ))
+        }
+        Some(n) if !r.esn && n > u32::MAX as u64 => {
+            return Err(format!(
+                "{}: {n}: above 4294967295 (2^32-1) needs esn = true",
+                f("initial_seq")
+            ))
+        }
+        Some(n) => cfg.initial_seq = n,
+    }
     if let Some(w) = r.replay_window {
         // 0 turns anti-replay off; the window itself has a floor of 64.
         if w != 0 && !(64..=4096).contains(&w) || w % 64 != 0 {
