@@ -16,6 +16,8 @@
                                          n, "encap_ok": n}}, "tshark_ok": n, "errors": [...]};
                                          exit 1 on any error.
 
+Optional per tunnel: "count"; optional "strangers" (see strangers()).
+
 Every frame carries a marker "FGT|<tunnel>|<d or e>|<i>|" in its payload (for ARP, in the
 Ethernet trailer), so each output frame is matched to the input it came from whatever the
 order, and a frame delivered by the wrong tunnel is caught by its outer header or VLAN.
@@ -88,7 +90,7 @@ def l3_inner(t, dr, i):
     """The inner IP packet number i of tunnel t in direction dr ('e' from the host, 'd' to
     the host); IPv4 first, then IPv6, for the families the tunnel carries."""
     net = t["net"]
-    fam = t["families"][0] if i < N else t["families"][1]
+    fam = t["families"][0] if i < count(t) else t["families"][1]
     if dr == "e":
         return (ip4(t, dr, i, spec["host4"], "10.2.%d.2" % net) if fam == 4
                 else ip6(t, dr, i, spec["host6"], "fd02:%x::2" % net))
@@ -109,8 +111,13 @@ def l2_inner(t, dr, i):
             / Raw(marker(t, dr, i)))
 
 
+def count(t):
+    """Frames per inner type for tunnel t (the spec's "count" unless the tunnel has one)."""
+    return t.get("count") or N
+
+
 def n_frames(t):
-    return N * (1 if t["l2"] else len(t["families"]))
+    return count(t) * (1 if t["l2"] else len(t["families"]))
 
 
 def inner(t, dr, i):
@@ -218,11 +225,25 @@ def host_frame(t, i, inr):
     return bytes(Ether(src=spec["host_mac"], dst=spec["gw_lan"]) / inr)
 
 
+def strangers():
+    """Tunnel packets like a configured tunnel's but with a key / VNI nobody has: the spec's
+    "strangers" [{"name", "like": tunnel, "key", "count"}]. None of them may come out."""
+    out = []
+    for s in spec.get("strangers", []):
+        t = dict(TUNNELS[s["like"]], name=s["name"], key=s["key"], count=s["count"])
+        out.append(t)
+    return out
+
+
 def gen():
     under, lan, l2 = [], [], []
     counts = {}
-    maxn = max(n_frames(t) for t in spec["tunnels"])
+    maxn = max(n_frames(t) for t in spec["tunnels"] + strangers())
     for i in range(maxn):  # interleaved: every tunnel in every burst
+        for t in strangers():
+            if i < n_frames(t):
+                under.append(peer_encap(t, i, inner(t, "d", i)))
+                counts.setdefault(t["name"], {"stranger": 0})["stranger"] += 1
         for t in spec["tunnels"]:
             if i >= n_frames(t):
                 continue
