@@ -70,7 +70,7 @@ impl Tun {
     pub fn l2(&self) -> bool {
         match self.profile {
             "gre-teb" | "nvgre" | "vxlan" | "etherip" => true,
-            "vxlan-gpe" | "geneve" => self.payload.map_or(true, |p| p == "ethernet"),
+            "vxlan-gpe" | "geneve" => matches!(self.payload, None | Some("ethernet")),
             _ => false,
         }
     }
