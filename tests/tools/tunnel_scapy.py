@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Overlay tunnels with Scapy (and tshark) as the oracles, for tests/tests/tunnel_scapy.rs.
+"""Overlay tunnels with Scapy (and tshark) as the oracles, for tests/tests/tunnel_*.rs.
 
   tunnel_scapy.py gen    SPEC.json DIR   writes DIR/under_in.pcap (tunnel packets from the peer,
                                          built by Scapy, for ferrogate to decapsulate),
@@ -8,6 +8,11 @@
                                          L2 tunnels' cross-connects) and prints one JSON object:
                                          per tunnel the packets and inner bytes it must count
                                          {"decap": n, "decap_bytes": b, "encap": n, "encap_bytes": b}
+  tunnel_scapy.py malformed SPEC.json DIR
+                                         writes DIR/under_in.pcap: one frame per malformed
+                                         case of the spec's "cases", then a good packet for
+                                         each tunnel in "good" (see malformed()); empty
+                                         DIR/lan_in.pcap and DIR/l2_in.pcap
   tunnel_scapy.py verify SPEC.json DIR   checks ferrogate's DIR/under_tx.pcap (encapsulated),
                                          DIR/lan_tx.pcap (decapsulated, routed) and
                                          DIR/l2_tx.pcap (decapsulated, tagged) with Scapy and
@@ -540,5 +545,170 @@ def verify():
     sys.exit(1 if errors else 0)
 
 
+# --- malformed input ------------------------------------------------------------------------
+UDP_KINDS = ("vxlan", "vxlan-gpe", "geneve")
+
+
+def body_of(t, inr=None, **over):
+    """What follows the outer IP header (and UDP, for UDP kinds) in the packet the peer of
+    tunnel t sends, with settings `over` changed (e.g. key=99, gre_checksum=True)."""
+    t = dict(t, **over)
+    f = peer_encap(t, 0, inr if inr is not None else inner(t, "d", 0))
+    l4 = bytes(f.payload.payload)
+    return l4[8:] if kind(t) in UDP_KINDS else l4
+
+
+def wrap(t, body, proto=None, outer_tos=0, udp_len_extra=0, udp_csum=None):
+    """The outer frame of tunnel t around `body`, every length and checksum consistent
+    (UDP checksum 0 over IPv4, computed over IPv6) unless told otherwise."""
+    if kind(t) in UDP_KINDS:
+        u = UDP(sport=50000, dport=udp_port(t), len=8 + len(body) + udp_len_extra)
+        if udp_csum is not None:
+            u.chksum = udp_csum
+        elif not t["v6"]:
+            u.chksum = 0
+        l4, proto = u / Raw(body), 17
+    else:
+        l4 = Raw(body)
+        proto = proto or {"gre": 47, "gre-teb": 47, "nvgre": 47, "etherip": 97}.get(kind(t), 4)
+    if t["v6"]:
+        outer = IPv6(src=spec["remote6"], dst=spec["local6"], hlim=64, tc=outer_tos, nh=proto)
+    else:
+        outer = IP(src=spec["remote4"], dst=spec["local4"], ttl=64, tos=outer_tos, proto=proto)
+    return bytearray(bytes(Ether(src=spec["peer_mac"], dst=spec["gw_under"]) / outer / l4))
+
+
+def setb(b, at, v):
+    b = bytearray(b)
+    b[at] = v
+    return bytes(b)
+
+
+def bad_case(name, t):
+    """Frame for malformed case `name`, built from tunnel t's proper packet. The inner packets
+    carry the marker of a tunnel named "bad-<case>", so any of them that came out is caught."""
+    t = dict(t, name="bad-" + name)
+    b = body_of(t)
+    eth = lambda **kw: Ether(src=L2_REMOTE, dst=L2_LOCAL) / ip4(t, "d", 0, "192.168.1.1", "192.168.1.2")
+    ip4in = ip4(t, "d", 0, "10.2.99.2", spec["host4"])
+    ip6in = ip6(t, "d", 0, "fd02:99::2", spec["host6"])
+    gre_flags = lambda f: struct.pack("!H", struct.unpack("!H", b[:2])[0] | f) + b[2:]
+    if name == "ipv4-truncated":
+        return wrap(t, b)[:14 + 12]
+    if name == "ipv6-truncated":
+        return wrap(t, b)[:14 + 30]
+    if name == "ipv4-bad-version":
+        return setb(wrap(t, b), 14, 0x65)
+    if name == "ipv6-bad-version":
+        return setb(wrap(t, b), 14, 0x40)
+    if name == "ipv4-bad-checksum":
+        f = wrap(t, b)
+        return setb(f, 24, f[24] ^ 0xFF)
+    if name == "ipv4-fragment":
+        f = Ether(bytes(wrap(t, b)))
+        f[IP].flags = "MF"
+        del f[IP].chksum
+        return bytes(f)
+    if name == "udp-truncated":
+        return bytes(wrap(dict(t, profile="gre"), struct.pack("!HH", 50000, udp_port(t)), proto=17))
+    if name == "udp-bad-length":
+        return wrap(t, b, udp_len_extra=8)
+    if name == "udp-bad-checksum":
+        return wrap(t, b, udp_csum=0x1234)
+    if name == "udp6-zero-checksum":
+        return wrap(t, b, udp_csum=0)
+    if name == "gre-truncated":
+        return wrap(t, b[:2])
+    if name == "gre-key-truncated":
+        return wrap(t, struct.pack("!HH", 0x2000, 0x0800))
+    if name == "gre-routing-bit":
+        return wrap(t, gre_flags(0x4000))
+    if name == "gre-strict-route-bit":
+        return wrap(t, gre_flags(0x0800))
+    if name == "gre-recursion-bit":
+        return wrap(t, gre_flags(0x0400))
+    if name == "gre-version-1":
+        return wrap(t, gre_flags(0x0001))
+    if name == "gre-bad-checksum":
+        c = body_of(t, gre_checksum=True)
+        return wrap(t, c[:4] + bytes([c[4] ^ 0xFF]) + c[5:])
+    if name == "gre-arp-protocol":
+        return wrap(t, b[:2] + b"\x08\x06" + b[4:])
+    if name == "gre-inner-bad-version":
+        return wrap(t, b[:2] + b"\x08\x00" + bytes(ip6in))
+    if name == "gre-inner-truncated":
+        q = bytes(ip4in)
+        return wrap(t, b[:4] + q[:2] + struct.pack("!H", len(q) + 100) + q[4:])
+    if name == "gre-unknown-key":
+        return wrap(t, body_of(t, key=99))
+    if name == "gre-no-sequence":
+        return wrap(t, body_of(t, gre_sequence=False))
+    if name == "gre-ipv6-into-ipv4-only":
+        return wrap(t, body_of(t, ip6in))
+    if name == "nvgre-checksum-bit":
+        return wrap(t, body_of(t, gre_checksum=True))
+    if name == "vxlan-truncated":
+        return wrap(t, b[:4])
+    if name == "vxlan-i-flag-clear":
+        return wrap(t, setb(b, 0, 0))
+    if name == "vxlan-unknown-vni":
+        return wrap(t, body_of(t, key=99))
+    if name == "vxlan-no-xconnect":
+        return wrap(t, b)
+    if name == "vxlan-ce-over-not-ect":
+        return wrap(t, body_of(t, l2_inner(t, "d", 2)), outer_tos=3)
+    if name == "vxlan-inner-truncated":
+        return wrap(t, b[:8 + 10])
+    if name == "gpe-version-1":
+        return wrap(t, setb(b, 0, b[0] | 0x10))
+    if name == "gpe-oam":
+        return wrap(t, setb(b, 0, b[0] | 0x01))
+    if name == "gpe-nsh":
+        return wrap(t, setb(b, 3, 4))
+    if name == "gpe-i-flag-clear":
+        return wrap(t, setb(b, 0, b[0] & ~0x08))
+    if name == "gpe-ethernet-into-ip":
+        return wrap(t, body_of(t, eth()))
+    if name == "geneve-truncated":
+        return wrap(t, b[:4])
+    if name == "geneve-version-1":
+        return wrap(t, setb(b, 0, b[0] | 0x40))
+    if name == "geneve-options-beyond":
+        return wrap(t, setb(b, 0, b[0] | 0x3F))
+    if name == "geneve-unknown-critical":
+        return wrap(t, body_of(t, geneve_options="0103810100000001"))
+    if name == "geneve-option-overrun":
+        # An 8-byte options area whose only option claims 12 bytes of data.
+        return wrap(t, body_of(t, geneve_options="0103010300000001"))
+    if name == "geneve-oam":
+        return wrap(t, setb(b, 1, b[1] | 0x80))
+    if name == "geneve-arp-protocol":
+        return wrap(t, b[:2] + b"\x08\x06" + b[4:])
+    if name == "geneve-ethernet-into-ip":
+        return wrap(t, body_of(t, eth()))
+    if name == "etherip-version-2":
+        return wrap(t, setb(b, 0, 0x20))
+    if name == "etherip-reserved-bits":
+        return wrap(t, setb(b, 1, 0x01))
+    if name == "etherip-truncated":
+        return wrap(t, b[:1])
+    if name == "ipip-ipv6-in-protocol-4":
+        return wrap(t, bytes(ip6in), proto=4)
+    if name == "ipip-ipv4-in-protocol-41":
+        return wrap(t, bytes(ip4in), proto=41)
+    raise SystemExit(f"unknown case {name}")
+
+
+def malformed():
+    """under_in.pcap: every case of the spec's "cases" [{"case", "tunnel"}], then one good
+    packet from the peer of each tunnel in "good" (it must still come out)."""
+    frames = [bytes(bad_case(c["case"], TUNNELS[c["tunnel"]])) for c in spec["cases"]]
+    frames += [bytes(peer_encap(TUNNELS[n], 0, inner(TUNNELS[n], "d", 0))) for n in spec["good"]]
+    wrpcap(f"{d}/under_in.pcap", [Ether(f) for f in frames])
+    wrpcap(f"{d}/lan_in.pcap", [], linktype=1)
+    wrpcap(f"{d}/l2_in.pcap", [], linktype=1)
+    print(json.dumps({"frames": len(frames)}))
+
+
 if __name__ == "__main__":
-    {"gen": gen, "verify": verify}[sys.argv[1]]()
+    {"gen": gen, "verify": verify, "malformed": malformed}[sys.argv[1]]()

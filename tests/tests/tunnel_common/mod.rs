@@ -262,13 +262,14 @@ interface = "lan"
         self.dir.file(name).display().to_string()
     }
 
-    /// Run `tunnel_scapy.py MODE SPEC DIR`; its last output line parsed as JSON, and whether
-    /// it succeeded (the whole output is in the panic message if it is not JSON).
+    /// Run `tunnel_scapy.py MODE SPEC DIR`: whether it succeeded, its last JSON output line
+    /// parsed (the whole output is in the panic message if there is none) and the output.
     pub fn tool(&self, mode: &str) -> (bool, Value, String) {
         let tool = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/tunnel_scapy.py");
         let d = self.dir.path.display().to_string();
         let (ok, out) = run("/usr/bin/python3", &[tool, mode, &self.spec_path, &d]);
-        let v = serde_json::from_str(out.lines().last().unwrap_or(""))
+        let last = out.lines().filter(|l| l.starts_with('{')).last();
+        let v = serde_json::from_str(last.unwrap_or(""))
             .unwrap_or_else(|e| panic!("tunnel_scapy.py {mode}: {e}:\n{out}"));
         (ok, v, out)
     }
