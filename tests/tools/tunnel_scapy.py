@@ -13,6 +13,13 @@
                                          case of the spec's "cases", then a good packet for
                                          each tunnel in "good" (see malformed()); empty
                                          DIR/lan_in.pcap and DIR/l2_in.pcap
+  tunnel_scapy.py mtu SPEC.json DIR     writes the MTU case of the spec's "mtu_case" {"l3": tunnel,
+                                         "l2": tunnel}: DIR/lan_in.pcap, DIR/l2_in.pcap (see
+                                         mtu_packets(), mtu_frames())
+  tunnel_scapy.py mtu-verify SPEC.json DIR
+                                         reads the ICMP errors in DIR/lan_tx.pcap and the
+                                         tunnel output in DIR/under_tx.pcap (fragments
+                                         reassembled by Scapy); prints what it found as JSON
   tunnel_scapy.py verify SPEC.json DIR   checks ferrogate's DIR/under_tx.pcap (encapsulated),
                                          DIR/lan_tx.pcap (decapsulated, routed) and
                                          DIR/l2_tx.pcap (decapsulated, tagged) with Scapy and
@@ -37,6 +44,7 @@ family), "key", "port", "ttl", "tos" (null = preserve), "df", "gre_checksum", "g
 import json, struct, subprocess, sys
 from scapy.all import (Ether, Dot1Q, ARP, IP, IPv6, UDP, GRE, Raw, wrpcap, rdpcap, checksum,
                        in6_chksum, conf)
+from scapy.layers.inet import defragment
 from scapy.layers.vxlan import VXLAN
 from scapy.contrib.geneve import GENEVE
 from scapy.contrib.etherip import EtherIP
@@ -710,5 +718,139 @@ def malformed():
     print(json.dumps({"frames": len(frames)}))
 
 
+# --- MTU ------------------------------------------------------------------------------------
+def mtu_packets(t):
+    """(label, inner IP packet) from the host into L3 tunnel t (MTU m), in the order sent:
+    oversized with DF (IPv4) and IPv6 alternating — only the first of each may be answered
+    under an ICMP rate of 2 — then packets of exactly m that pass whole, then oversized IPv4
+    without DF that must be fragmented inside the tunnel."""
+    m, net = t["mtu"], t["net"]
+    dst4, dst6 = "10.2.%d.2" % net, "fd02:%x::2" % net
+
+    def v4(size, df, i):
+        h = IP(src=spec["host4"], dst=dst4, ttl=64, id=0x4000 + i, flags="DF" if df else 0) / UDP(sport=3000 + i, dport=40000)
+        return h / Raw((marker(t, "e", i) + bytes(range(256)) * 8)[:size - 28])
+
+    def v6(size, i):
+        h = IPv6(src=spec["host6"], dst=dst6, hlim=64) / UDP(sport=3000 + i, dport=40000)
+        return h / Raw((marker(t, "e", i) + bytes(range(256)) * 8)[:size - 48])
+
+    return [("v4-df-%d" % (m + 1), v4(m + 1, True, 0)), ("v6-%d" % (m + 1), v6(m + 1, 1)),
+            ("v4-df-1400", v4(1400, True, 2)), ("v6-1400", v6(1400, 3)),
+            ("v4-df-1500", v4(1500, True, 4)), ("v6-1500", v6(1500, 5)),
+            ("v4-df-%d" % m, v4(m, True, 6)), ("v6-%d" % m, v6(m, 7)),
+            ("v4-1400", v4(1400, False, 8)), ("v4-1500", v4(1500, False, 9))]
+
+
+def mtu_frames(t):
+    """(label, tagged frame) for L2 tunnel t (MTU m): an inner IP packet of m passes, one of
+    m + 120 is dropped (no ICMP: a bridged frame has no IP context)."""
+    out = []
+    for size in (t["mtu"], t["mtu"] + 120):
+        inr = Ether(src=L2_LOCAL, dst=L2_REMOTE) / IP(src="192.168.1.1", dst="192.168.1.2", id=size) / UDP(sport=1, dport=40000) / Raw(b"\x5a" * (size - 28))
+        b = bytes(inr)
+        out.append(("l2-%d" % size, b[:12] + struct.pack("!HH", 0x8100, t["vlan"]) + b[12:]))
+    return out
+
+
+def routed(pkt):
+    """The packet as forwarded: TTL / hop limit - 1."""
+    q = pkt.__class__(bytes(pkt))
+    if isinstance(q, IP):
+        q.ttl -= 1
+        del q.chksum
+    else:
+        q.hlim -= 1
+    return q.__class__(bytes(q))
+
+
+def mtu_gen():
+    t3, t2 = TUNNELS[spec["mtu_case"]["l3"]], TUNNELS[spec["mtu_case"]["l2"]]
+    wrpcap(f"{d}/lan_in.pcap", [Ether(src=spec["host_mac"], dst=spec["gw_lan"]) / p for _, p in mtu_packets(t3)])
+    wrpcap(f"{d}/l2_in.pcap", [Ether(f) for _, f in mtu_frames(t2)])
+    wrpcap(f"{d}/under_in.pcap", [], linktype=1)
+    print(json.dumps({"lan": len(mtu_packets(t3)), "l2": len(mtu_frames(t2))}))
+
+
+def mtu_verify():
+    """ICMP errors on lan_tx (type, MTU, which packet they quote), the tunnel output on
+    under_tx (whole packets exact, fragments reassembled by Scapy into the routed original)."""
+    t3, t2 = TUNNELS[spec["mtu_case"]["l3"]], TUNNELS[spec["mtu_case"]["l2"]]
+    m = t3["mtu"]
+    sent = mtu_packets(t3)
+    res = {"icmp4": [], "icmp6": [], "whole": [], "fragments": 0, "reassembled": [], "l2": []}
+    for f in rdpcap(f"{d}/lan_tx.pcap"):
+        raw = bytes(f)
+        e = Ether(raw)
+        if (e.src, e.dst) != (spec["gw_lan"], spec["host_mac"]):
+            err(f"lan: MACs {e.src} -> {e.dst}")
+        if IP in e and e[IP].proto == 1:
+            ip = e[IP]
+            icmp = bytes(ip.payload)
+            if (ip.src, ip.dst) != ("10.1.0.1", spec["host4"]) or checksum(raw[14:34]) != 0 or checksum(icmp) != 0:
+                err(f"lan: ICMP {ip.src} -> {ip.dst}, IP or ICMP checksum invalid")
+            if icmp[:2] != b"\x03\x04":
+                err(f"lan: ICMP type/code {icmp[:2].hex()}, want 3/4")
+            quote = icmp[8:]
+            who = [lb for lb, p in sent if isinstance(p, IP) and quote and bytes(routed(p))[:len(quote)] == quote]
+            res["icmp4"].append({"mtu": struct.unpack("!H", icmp[6:8])[0], "quotes": who, "quoted": len(quote)})
+        elif IPv6 in e and e[IPv6].nh == 58:
+            ip = e[IPv6]
+            icmp = bytes(ip.payload)
+            if (ip.src, ip.dst) != ("fd00:1::1", spec["host6"]) or in6_chksum(58, ip, icmp) != 0:
+                err(f"lan: ICMPv6 {ip.src} -> {ip.dst} or checksum invalid")
+            if icmp[:2] != b"\x02\x00":
+                err(f"lan: ICMPv6 type/code {icmp[:2].hex()}, want 2/0")
+            quote = icmp[8:]
+            who = [lb for lb, p in sent if isinstance(p, IPv6) and quote and bytes(routed(p))[:len(quote)] == quote]
+            res["icmp6"].append({"mtu": struct.unpack("!I", icmp[4:8])[0], "quotes": who, "quoted": len(quote)})
+        else:
+            err(f"lan: unexpected frame {raw[:64].hex()}")
+    frags = []
+    for f in rdpcap(f"{d}/under_tx.pcap"):
+        raw = bytes(f)
+        e = Ether(raw)
+        ip = e.payload
+        if not isinstance(ip, IP) or checksum(raw[14:34]) != 0 or ip.ttl != t3["ttl"]:
+            err(f"under: outer header {raw[:34].hex()}")
+            continue
+        if ip.proto == 17:  # the L2 tunnel
+            inner_f = bytes(ip.payload)[16:]
+            lb = [lb for lb, fr in mtu_frames(t2) if fr[:12] + fr[16:] == inner_f]
+            res["l2"] += lb or [None]
+            continue
+        gre = bytes(ip.payload)
+        if ip.proto != 47 or gre[:2] != b"\x00\x00":
+            err(f"under: not plain GRE {raw[:40].hex()}")
+            continue
+        q = IP(gre[4:]) if gre[2:4] == b"\x08\x00" else IPv6(gre[4:])
+        if isinstance(q, IP) and (q.flags.MF or q.frag):
+            res["fragments"] += 1
+            if len(gre) - 4 > m or checksum(gre[4:24]) != 0 or ip.flags.DF:
+                err(f"under: fragment of {len(gre) - 4} bytes (MTU {m}), header checksum or outer DF wrong")
+            frags.append(q)
+            continue
+        lb = [lb for lb, p in sent if bytes(routed(p)) == bytes(q)]
+        if not lb:
+            err(f"under: whole packet matches nothing sent: {bytes(q)[:48].hex()}")
+        res["whole"] += lb
+    for r in defragment(frags):
+        if r.flags.MF or r.frag:
+            err(f"under: fragments of id {r.id:#x} do not reassemble")
+            continue
+        for lb, p in sent:
+            w = routed(p)
+            if isinstance(p, IP) and w.id == r.id:
+                got = (r.src, r.dst, r.ttl, r.tos, r.proto, bytes(r.payload))
+                if got != (w.src, w.dst, w.ttl, w.tos, w.proto, bytes(w.payload)):
+                    err(f"under: {lb} reassembled differs")
+                else:
+                    res["reassembled"].append(lb)
+    res["errors"] = errors
+    print(json.dumps(res))
+    sys.exit(1 if errors else 0)
+
+
 if __name__ == "__main__":
-    {"gen": gen, "verify": verify, "malformed": malformed}[sys.argv[1]]()
+    {"gen": gen, "verify": verify, "malformed": malformed, "mtu": mtu_gen,
+     "mtu-verify": mtu_verify}[sys.argv[1]]()

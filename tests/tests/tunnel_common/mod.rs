@@ -153,7 +153,7 @@ impl Tun {
             "gre_sequence": self.gre_sequence,
             "geneve_options": self.geneve_options.unwrap_or(""), "l2": self.l2(),
             "vlan": self.l2().then(|| vlan(k)), "net": (!self.l2()).then(|| net(k)),
-            "families": self.families(), "count": self.count,
+            "families": self.families(), "count": self.count, "mtu": self.mtu,
         })
     }
 }
