@@ -11,7 +11,7 @@
 //!   UDP port and checksum, outer TTL/TOS/DF per tunnel, IPv4 and GRE checksums, GRE sequence
 //!   0, 1, 2, ...), as tshark dissects them, with no malformed packet or expert warning.
 //! * Counters: per tunnel exactly the packets and inner bytes sent each way, no drop at all,
-//!   no mbuf left at exit.
+//!   no mbuf left at exit; and the auto MTU shown is 1500 less the encapsulation overhead.
 //!
 //! Tunnel definitions are in `TUNNELS`; the topology is tunnel_common's; tests/tools/
 //! tunnel_scapy.py builds and checks the frames.
@@ -101,6 +101,10 @@ fn every_tunnel_type_both_directions_with_scapy_and_tshark() {
         assert_eq!(r["tx_packets"], c["encap"], "{}: {r}", t.name);
         assert_eq!(r["tx_bytes"], c["encap_bytes"], "{}: {r}", t.name);
         assert_eq!(r["drops"], 0, "{}: {r}", t.name);
+        // Auto MTU: the 1500-byte underlay less the encapsulation (and, for L2 tunnels, the
+        // inner Ethernet header: the figure is the inner IP MTU).
+        let l2 = if t.l2() { 14 } else { 0 };
+        assert_eq!(r["mtu"], 1500 - t.overhead() - l2, "{}: {r}", t.name);
     }
 
     // Scapy (and tshark's fields) on every output frame.

@@ -85,6 +85,21 @@ impl Tun {
         }
     }
 
+    /// Bytes the encapsulation adds in front of the inner packet or frame: outer IP, UDP,
+    /// tunnel header (RFC 2784/2890, 7637, 7348, the VXLAN-GPE draft, 8926, 3378, 2003).
+    pub fn overhead(&self) -> u16 {
+        let ip = if self.v6 { 40 } else { 20 };
+        let gre = |words: [bool; 3]| 4 + 4 * words.iter().filter(|w| **w).count() as u16;
+        ip + match self.profile {
+            "gre" | "gre-teb" => gre([self.key.is_some(), self.gre_checksum, self.gre_sequence]),
+            "nvgre" => 8,
+            "vxlan" | "vxlan-gpe" => 8 + 8,
+            "geneve" => 8 + 8 + self.geneve_options.map_or(0, |h| h.len() as u16 / 2),
+            "etherip" => 2,
+            _ => 0,
+        }
+    }
+
     fn toml(&self, k: usize) -> String {
         let (local, remote) = if self.v6 {
             ("fd00:16::1", "fd00:16::2")
