@@ -8,6 +8,13 @@
                                          L2 tunnels' cross-connects) and prints one JSON object:
                                          per tunnel the packets and inner bytes it must count
                                          {"decap": n, "decap_bytes": b, "encap": n, "encap_bytes": b}
+  tunnel_scapy.py verify SPEC.json DIR   checks ferrogate's DIR/under_tx.pcap (encapsulated),
+                                         DIR/lan_tx.pcap (decapsulated, routed) and
+                                         DIR/l2_tx.pcap (decapsulated, tagged) with Scapy and
+                                         the encapsulated frames again with tshark's dissection;
+                                         prints one JSON object {"tunnels": {name: {"decap_ok":
+                                         n, "encap_ok": n}}, "tshark_ok": n, "errors": [...]};
+                                         exit 1 on any error.
   tunnel_scapy.py malformed SPEC.json DIR
                                          writes DIR/under_in.pcap: one frame per malformed
                                          case of the spec's "cases", then a good packet for
@@ -20,29 +27,22 @@
                                          reads the ICMP errors in DIR/lan_tx.pcap and the
                                          tunnel output in DIR/under_tx.pcap (fragments
                                          reassembled by Scapy); prints what it found as JSON
-  tunnel_scapy.py verify SPEC.json DIR   checks ferrogate's DIR/under_tx.pcap (encapsulated),
-                                         DIR/lan_tx.pcap (decapsulated, routed) and
-                                         DIR/l2_tx.pcap (decapsulated, tagged) with Scapy and
-                                         the encapsulated frames again with tshark's dissection;
-                                         prints one JSON object {"tunnels": {name: {"decap_ok":
-                                         n, "encap_ok": n}}, "tshark_ok": n, "errors": [...]};
-                                         exit 1 on any error.
-
-Optional per tunnel: "count"; optional "strangers" (see strangers()).
 
 Every frame carries a marker "FGT|<tunnel>|<d or e>|<i>|" in its payload (for ARP, in the
 Ethernet trailer), so each output frame is matched to the input it came from whatever the
 order, and a frame delivered by the wrong tunnel is caught by its outer header or VLAN.
 
-SPEC.json (written by the Rust test): {"gw_under", "gw_lan", "gw_l2", "peer_mac", "host_mac":
-MACs; "local4", "remote4", "local6", "remote6": outer endpoints; "host4", "host6": the host
-behind port "lan"; "count": frames per inner type; "tunnels": [{"name", "profile", "v6" (outer
-family), "key", "port", "ttl", "tos" (null = preserve), "df", "gre_checksum", "gre_sequence",
-"geneve_options" (hex), "l2", "vlan" (L2: cross-connect VLAN), "net" (L3: inner networks
-10.2.<net>.0/24, fd02:<net>::/64), "families" (L3: inner IP versions carried)}]}.
+SPEC.json (written by tests/tests/tunnel_common): {"gw_under", "gw_lan", "gw_l2", "peer_mac",
+"host_mac": MACs; "local4", "remote4", "local6", "remote6": outer endpoints; "host4", "host6":
+the host behind port "lan"; "count": frames per inner type; "tunnels": [{"name", "profile",
+"v6" (outer family), "key", "port", "ttl", "tos" (null = preserve), "df", "mtu",
+"gre_checksum", "gre_sequence", "geneve_options" (hex), "l2", "vlan" (L2: cross-connect VLAN),
+"net" (L3: inner networks 10.2.<net>.0/24, fd02:<net>::/64), "families" (L3: inner IP
+versions carried), "count" (optional)}]}; per mode: "strangers" (gen), "cases" and "good"
+(malformed), "mtu_case" (mtu, mtu-verify).
 """
 import json, struct, subprocess, sys
-from scapy.all import (Ether, Dot1Q, ARP, IP, IPv6, UDP, GRE, Raw, wrpcap, rdpcap, checksum,
+from scapy.all import (Ether, ARP, IP, IPv6, UDP, GRE, Raw, wrpcap, rdpcap, checksum,
                        in6_chksum, conf)
 from scapy.layers.inet import defragment
 from scapy.layers.vxlan import VXLAN
@@ -597,7 +597,7 @@ def bad_case(name, t):
     carry the marker of a tunnel named "bad-<case>", so any of them that came out is caught."""
     t = dict(t, name="bad-" + name)
     b = body_of(t)
-    eth = lambda **kw: Ether(src=L2_REMOTE, dst=L2_LOCAL) / ip4(t, "d", 0, "192.168.1.1", "192.168.1.2")
+    eth = Ether(src=L2_REMOTE, dst=L2_LOCAL) / ip4(t, "d", 0, "192.168.1.1", "192.168.1.2")
     ip4in = ip4(t, "d", 0, "10.2.99.2", spec["host4"])
     ip6in = ip6(t, "d", 0, "fd02:99::2", spec["host6"])
     gre_flags = lambda f: struct.pack("!H", struct.unpack("!H", b[:2])[0] | f) + b[2:]
@@ -676,7 +676,7 @@ def bad_case(name, t):
     if name == "gpe-i-flag-clear":
         return wrap(t, setb(b, 0, b[0] & ~0x08))
     if name == "gpe-ethernet-into-ip":
-        return wrap(t, body_of(t, eth()))
+        return wrap(t, body_of(t, eth))
     if name == "geneve-truncated":
         return wrap(t, b[:4])
     if name == "geneve-version-1":
@@ -693,7 +693,7 @@ def bad_case(name, t):
     if name == "geneve-arp-protocol":
         return wrap(t, b[:2] + b"\x08\x06" + b[4:])
     if name == "geneve-ethernet-into-ip":
-        return wrap(t, body_of(t, eth()))
+        return wrap(t, body_of(t, eth))
     if name == "etherip-version-2":
         return wrap(t, setb(b, 0, 0x20))
     if name == "etherip-reserved-bits":
