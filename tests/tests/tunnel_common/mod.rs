@@ -283,7 +283,7 @@ interface = "lan"
         let tool = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/tunnel_scapy.py");
         let d = self.dir.path.display().to_string();
         let (ok, out) = run("/usr/bin/python3", &[tool, mode, &self.spec_path, &d]);
-        let last = out.lines().filter(|l| l.starts_with('{')).last();
+        let last = out.lines().rfind(|l| l.starts_with('{'));
         let v = serde_json::from_str(last.unwrap_or(""))
             .unwrap_or_else(|e| panic!("tunnel_scapy.py {mode}: {e}:\n{out}"));
         (ok, v, out)
