@@ -37,6 +37,9 @@ fn oversized_packets_get_icmp_with_df_and_are_fragmented_inside_without() {
         (Some(10), Some(2))
     );
 
+    // The ICMP limiter is a token bucket of `icmp_rate` per second with a burst of as many;
+    // the ten packets from "lan" come in one RX burst (net_pcap reads them from the file at
+    // once), which the worker handles at one timestamp: exactly two tokens, no refill.
     let daemon = rig.start("icmp_rate = 2");
     // Out: 2 ICMP errors, 2 whole packets + 2 × 2 fragments, 1 bridged frame. Dropped: 6
     // oversized (DF or IPv6), 4 of whose ICMP errors were suppressed, 1 oversized frame.
