@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The demo: ferrogate on net_af_packet over veth pairs into two network namespaces playing
-# hosts A and B. A pings B through the gateway (the TTL B sees is one lower than A sent), then
-# `ferroctl show stats` shows the workers' counters. Everything is torn down on exit.
+# The demo: ferrogate on its embedded default configuration (`ferrogate --print-default`):
+# virtual devices only — DPDK's net_af_packet on two veth pairs into network namespaces — and
+# a VXLAN tunnel (VNI 42) to the Linux kernel's own VXLAN device, cross-connected to the
+# whole "lan" port. A host on the lan side and the kernel VTEP share the overlay subnet
+# 192.168.42.0/24: they ping each other through the tunnel, a capture on the underlay shows
+# the VXLAN packets, and ferroctl shows the tunnel's counters. Everything is torn down on exit.
 #
-#   A 10.0.1.2 --veth-- [a 10.0.1.1 | ferrogate | b 10.0.2.1] --veth-- 10.0.2.2 B
+#   host 192.168.42.1 --fg-lan0-- [lan | ferrogate | wan 10.99.0.1] --fg-wan0-- 10.99.0.2 peer
+#                                  (lan frames <-> VXLAN 42)            kernel vx0 192.168.42.2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
@@ -13,81 +17,78 @@ fi
 cargo build --release --bins -q
 BIN=$PWD/target/release
 W=$(mktemp -d /tmp/ferrogate-demo.XXXXXX)
-NA=fgdemoA NB=fgdemoB VA=fgdemoA0 VB=fgdemoB0
-SOCK=$W/ferrogate.sock
+HOST=fgdemo-host PEER=fgdemo-peer
+SOCK=/run/ferrogate/ferrogate.sock
 PID=
+teardown() {
+    ip netns del $HOST 2>/dev/null || true
+    ip netns del $PEER 2>/dev/null || true
+    ip link del fg-lan0 2>/dev/null || true
+    ip link del fg-wan0 2>/dev/null || true
+}
 cleanup() {
     [ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
-    ip netns del $NA 2>/dev/null || true
-    ip netns del $NB 2>/dev/null || true
-    ip link del $VA 2>/dev/null || true
-    ip link del $VB 2>/dev/null || true
+    teardown
     rm -rf "$W"
 }
 trap cleanup EXIT
-cleanup_stale() { ip netns del $NA 2>/dev/null || true; ip netns del $NB 2>/dev/null || true; ip link del $VA 2>/dev/null || true; ip link del $VB 2>/dev/null || true; }
-cleanup_stale
+teardown
 
-for side in A B; do
-    ns=fgdemo$side; v=fgdemo${side}0
-    ip netns add $ns
-    ip -n $ns link set lo up
-    ip link add $v type veth peer name eth0 netns $ns
-    sysctl -qw net.ipv6.conf.$v.disable_ipv6=1
-    ip link set $v up
-    ip netns exec $ns ethtool -K eth0 tx off >/dev/null
+# Two namespaces, each with a veth whose root-namespace end the daemon opens by name.
+for pair in "$HOST fg-lan0" "$PEER fg-wan0"; do
+    set -- $pair
+    ip netns add "$1"
+    # IPv4 only, so the capture below shows the pings rather than IPv6 housekeeping.
+    ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    ip -n "$1" link set lo up
+    ip link add "$2" type veth peer name eth0 netns "$1"
+    sysctl -qw "net.ipv6.conf.$2.disable_ipv6=1"
+    ip link set "$2" up
+    # Let the hosts fill their own checksums (veth offload would leave them to "hardware").
+    ip netns exec "$1" ethtool -K eth0 tx off >/dev/null
+    ip -n "$1" link set eth0 up
 done
-ip -n $NA addr add 10.0.1.2/24 dev eth0 && ip -n $NA link set eth0 up && ip -n $NA route add default via 10.0.1.1
-ip -n $NB addr add 10.0.2.2/24 dev eth0 && ip -n $NB link set eth0 up && ip -n $NB route add default via 10.0.2.1
+# The overlay host; its MTU leaves room for the 50 bytes of VXLAN over the 1500 underlay.
+ip -n $HOST addr add 192.168.42.1/24 dev eth0
+ip -n $HOST link set eth0 mtu 1450
+# The peer: underlay address and the kernel's VXLAN device (VNI 42) towards ferrogate.
+ip -n $PEER addr add 10.99.0.2/24 dev eth0
+ip -n $PEER link add vx0 type vxlan id 42 local 10.99.0.2 remote 10.99.0.1 dstport 4789 dev eth0
+ip -n $PEER addr add 192.168.42.2/24 dev vx0
+ip -n $PEER link set vx0 up
 
-cat > $W/ferrogate.toml <<CFG
-[system]
-socket = "$SOCK"
-file_prefix = "fgdemo"
-worker_idle_sleep_us = 100
-
-[[ports]]
-name = "a"
-devargs = "net_af_packet0,iface=$VA"
-[[ports]]
-name = "b"
-devargs = "net_af_packet1,iface=$VB"
-
-[[workers]]
-lcore = 1
-rx = ["a:0", "b:0"]
-
-[[interfaces]]
-name = "a"
-port = "a"
-addresses = ["10.0.1.1/24"]
-[[interfaces]]
-name = "b"
-port = "b"
-addresses = ["10.0.2.1/24"]
-CFG
-
-echo "== starting ferrogate (config $W/ferrogate.toml)"
-$BIN/ferrogate --config $W/ferrogate.toml > $W/ferrogate.log 2>&1 &
+echo "== starting ferrogate on its embedded default configuration"
+if [ -e /etc/ferrogate/ferrogate.toml ]; then
+    # An installed configuration would win; run the embedded one explicitly.
+    $BIN/ferrogate --print-default > "$W/default.toml"
+    ARGS=(--config "$W/default.toml")
+else
+    ARGS=()
+fi
+$BIN/ferrogate "${ARGS[@]}" > "$W/ferrogate.log" 2>&1 &
 PID=$!
-for _ in $(seq 100); do
+for _ in $(seq 150); do
     $BIN/ferroctl --socket $SOCK ping >/dev/null 2>&1 && break
-    kill -0 $PID 2>/dev/null || { cat $W/ferrogate.log; exit 1; }
+    kill -0 $PID 2>/dev/null || { cat "$W/ferrogate.log"; exit 1; }
     sleep 0.2
 done
 ctl() { $BIN/ferroctl --socket $SOCK "$@"; }
 
-echo "== A pings B through the gateway with TTL 64; B captures what arrives"
-ip netns exec $NB timeout 10 tcpdump -l -n -v -c 1 -i eth0 'icmp[icmptype] == icmp-echo' 2>/dev/null > $W/cap.txt &
+echo "== the underlay capture (peer side) will show the VXLAN packets"
+ip netns exec $PEER timeout 10 tcpdump -l -n -v -c 2 -i eth0 'udp port 4789' 2>/dev/null > "$W/cap.txt" &
 CAP=$!
 sleep 1
-ip netns exec $NA ping -n -c 3 -i 0.3 -t 64 10.0.2.2
+echo "== overlay host 192.168.42.1 pings the kernel VTEP's 192.168.42.2 through VXLAN 42"
+# The first request also waits for ARP over the tunnel and the gateway's ARP for the peer.
+ip netns exec $HOST ping -n -c 4 -i 0.3 -W 2 192.168.42.2
+echo "== and the other way"
+ip netns exec $PEER ping -n -c 2 -i 0.3 -W 2 192.168.42.1
 wait $CAP || true
-echo "== TTL seen in B (sent with 64):"
-grep -o 'ttl [0-9]*' $W/cap.txt | head -1
+echo "== underlay capture:"
+cat "$W/cap.txt"
 echo
-echo "== ferroctl show interfaces"; ctl show interfaces
-echo "== ferroctl show neighbors"; ctl show neighbors
-echo "== ferroctl show routes"; ctl show routes
+echo "== ferroctl show tunnels"; ctl show tunnels
+echo "== ferroctl show tunnels vx42"; ctl show tunnels vx42
+echo "== ferroctl show xconnects"; ctl show xconnects
 echo "== ferroctl show stats"; ctl show stats
 echo "== ferroctl show errors"; ctl show errors
