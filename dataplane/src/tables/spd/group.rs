@@ -36,15 +36,6 @@ impl Rule {
     }
 }
 
-/// Where a group's rules are.
-#[derive(Clone, Copy, Debug)]
-pub(super) enum Group {
-    /// `rules[start..start + len]` of the owning index, in rank order.
-    Scan { start: u32, len: u32 },
-    /// `splits[i]` of the owning index.
-    Split(u32),
-}
-
 /// A large group, split by (protocol, scope).
 #[derive(Debug)]
 pub(super) struct Split {

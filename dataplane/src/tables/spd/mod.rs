@@ -63,6 +63,7 @@
 
 mod addr;
 mod group;
+mod hash;
 mod ports;
 #[cfg(test)]
 mod tests;
@@ -75,6 +76,31 @@ use std::net::IpAddr;
 
 /// Groups with at most this many rules are scanned; larger ones get a port index.
 pub const SCAN_MAX: usize = 8;
+
+/// One hash probe costs about this many compact rule checks (measured with `ferrobench spd`:
+/// a probe is a hash and one or two cache lines, a rule check a few compares in a
+/// sequentially read array). An index whose probe bound times this is not below its rule
+/// count is scanned instead.
+pub const PROBE_COST: usize = 4;
+
+/// Build parameters (the defaults are what the dataplane uses; tests vary them to reach
+/// every structure with small rule sets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// Largest group that is scanned rather than given a port index.
+    pub scan_max: usize,
+    /// See [`PROBE_COST`]; 0 never replaces the probes with a scan.
+    pub probe_cost: usize,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            scan_max: SCAN_MAX,
+            probe_cost: PROBE_COST,
+        }
+    }
+}
 
 /// Rank of "no match": worse than every real rank.
 const NONE: u32 = u32::MAX;
@@ -95,9 +121,50 @@ struct Query {
     icmp: (u16, u16),
 }
 
-/// Index by (source family, destination family): v4/v4, v4/v6, v6/v4, v6/v6. Mixed pairs are
-/// empty in practice but a policy with mixed families does match a key with the same mix.
-type ByFamily = [AddrIndex; 4];
+/// Indexes by (source family, destination family). Mixed pairs are empty in practice, but a
+/// policy with mixed families does match a key with the same mix.
+#[derive(Debug, Default)]
+struct ByFamily {
+    v44: AddrIndex<u32, u32>,
+    v46: AddrIndex<u32, u128>,
+    v64: AddrIndex<u128, u32>,
+    v66: AddrIndex<u128, u128>,
+}
+
+impl ByFamily {
+    fn build(mut e: [Vec<Entry>; 4], t: Tuning) -> ByFamily {
+        ByFamily {
+            v44: AddrIndex::build(std::mem::take(&mut e[0]), t),
+            v46: AddrIndex::build(std::mem::take(&mut e[1]), t),
+            v64: AddrIndex::build(std::mem::take(&mut e[2]), t),
+            v66: AddrIndex::build(std::mem::take(&mut e[3]), t),
+        }
+    }
+
+    #[inline]
+    fn lookup(&self, q: &Query, a6: bool, b6: bool) -> u32 {
+        match (a6, b6) {
+            (false, false) => self.v44.lookup(q, NONE),
+            (false, true) => self.v46.lookup(q, NONE),
+            (true, false) => self.v64.lookup(q, NONE),
+            (true, true) => self.v66.lookup(q, NONE),
+        }
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.v44.memory_bytes()
+            + self.v46.memory_bytes()
+            + self.v64.memory_bytes()
+            + self.v66.memory_bytes()
+    }
+
+    fn add_stats(&self, s: &mut SpdStats) {
+        self.v44.add_stats(s);
+        self.v46.add_stats(s);
+        self.v64.add_stats(s);
+        self.v66.add_stats(s);
+    }
+}
 
 /// The classifier for one table version.
 #[derive(Debug, Default)]
@@ -133,16 +200,25 @@ pub struct SpdStats {
     pub largest_group: usize,
     /// Upper bound of hash probes for one lookup in this set (see the module doc).
     pub max_probes: usize,
+    /// Most slots one probe reads (the hash tables' longest probe distance + 1).
+    pub max_slot_reads: usize,
+    /// Indexes (per direction and family pair) kept as a compact scan.
+    pub scanned_indexes: usize,
 }
 
 impl Spd {
     /// Build from policies already sorted by (priority, id): a policy's rank is its index.
     pub fn build(policies: &[Policy]) -> Spd {
-        Self::build_with(policies, SCAN_MAX)
+        Self::build_with(policies, Tuning::default())
     }
 
-    /// [`Spd::build`] with another scan threshold (tests use 0 to force the port indexes).
-    pub fn build_with(policies: &[Policy], scan_max: usize) -> Spd {
+    /// [`Spd::build`] with other parameters.
+    pub fn build_with(policies: &[Policy], tuning: Tuning) -> Spd {
+        // Group lengths are stored in 32 bits.
+        let tuning = Tuning {
+            scan_max: tuning.scan_max.min(1 << 20),
+            ..tuning
+        };
         let mut out: [Vec<Entry>; 4] = Default::default();
         let mut inb: [Vec<Entry>; 4] = Default::default();
         for (i, p) in policies.iter().enumerate() {
@@ -162,8 +238,8 @@ impl Spd {
             }
         }
         Spd {
-            out: out.map(|v| AddrIndex::build(v, scan_max)),
-            inb: inb.map(|v| AddrIndex::build(v, scan_max)),
+            out: ByFamily::build(out, tuning),
+            inb: ByFamily::build(inb, tuning),
         }
     }
 
@@ -185,24 +261,19 @@ impl Spd {
             ports,
             icmp: (k.sport & 0xff, k.dport & 0xff),
         };
-        let r = idx.get(family(a6, b6))?.lookup(&q, NONE);
+        let r = idx.lookup(&q, a6, b6);
         (r != NONE).then_some(r as usize)
     }
 
     /// Heap bytes held by the classifier (hash tables, records, port indexes).
     pub fn memory_bytes(&self) -> usize {
-        self.out
-            .iter()
-            .chain(&self.inb)
-            .map(AddrIndex::memory_bytes)
-            .sum()
+        self.out.memory_bytes() + self.inb.memory_bytes()
     }
 
     pub fn stats(&self) -> SpdStats {
         let mut s = SpdStats::default();
-        for i in self.out.iter().chain(&self.inb) {
-            i.add_stats(&mut s);
-        }
+        self.out.add_stats(&mut s);
+        self.inb.add_stats(&mut s);
         s
     }
 }

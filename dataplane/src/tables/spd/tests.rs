@@ -43,6 +43,27 @@ fn key(src: &str, dst: &str, proto: u8, sport: u16, dport: u16) -> FlowKey {
     }
 }
 
+/// Every structure: port indexes for every group, a few scanned groups, probes however few
+/// the rules, and the defaults (small sets become compact scans).
+const TUNINGS: [Tuning; 4] = [
+    Tuning {
+        scan_max: 0,
+        probe_cost: 0,
+    },
+    Tuning {
+        scan_max: 1,
+        probe_cost: 0,
+    },
+    Tuning {
+        scan_max: 3,
+        probe_cost: 0,
+    },
+    Tuning {
+        scan_max: SCAN_MAX,
+        probe_cost: PROBE_COST,
+    },
+];
+
 /// Id of the classifier's answer, after checking it against the scan for every scan
 /// threshold.
 fn check(t: &IpsecTables, dir: Dir, ifx: u16, k: &FlowKey) -> Option<u32> {
@@ -52,10 +73,10 @@ fn check(t: &IpsecTables, dir: Dir, ifx: u16, k: &FlowKey) -> Option<u32> {
         want,
         "{dir:?} {ifx} {k:?}"
     );
-    for m in [0, 1, 3] {
-        let s = Spd::build_with(t.policies(), m);
+    for tu in TUNINGS {
+        let s = Spd::build_with(t.policies(), tu);
         let got = s.lookup(dir, ifx, k).map(|i| t.policies()[i].id);
-        assert_eq!(got, want, "scan_max {m}: {dir:?} {ifx} {k:?}");
+        assert_eq!(got, want, "{tu:?}: {dir:?} {ifx} {k:?}");
     }
     want
 }
@@ -381,6 +402,8 @@ fn memory_and_stats_are_reported() {
     let s = t.spd().stats();
     // Both policies in both directions.
     assert_eq!((s.rules, s.src_prefixes, s.groups), (4, 2, 4));
+    // Two rules per index: scanning beats probing.
+    assert_eq!(s.scanned_indexes, 2);
     assert!(t.spd().memory_bytes() > 0);
 }
 
@@ -624,16 +647,15 @@ proptest! {
             }
         }
         let t = tables(pols);
-        let spds: Vec<Spd> = [0, 2, SCAN_MAX].iter().map(|&m| Spd::build_with(t.policies(), m))
-            .collect();
+        let spds: Vec<Spd> = TUNINGS.iter().map(|&tu| Spd::build_with(t.policies(), tu)).collect();
         for s in &seeds {
             let (dir, ifx, k) = make_key(s, t.policies());
             let want = t.policies().iter().position(|p| p.matches(dir, ifx, &k));
             prop_assert_eq!(t.classify(dir, ifx, &k).map(|p| p.id),
                             t.classify_scan(dir, ifx, &k).map(|p| p.id));
-            for (spd, m) in spds.iter().zip([0, 2, SCAN_MAX]) {
+            for (spd, tu) in spds.iter().zip(TUNINGS) {
                 prop_assert_eq!(spd.lookup(dir, ifx, &k), want,
-                                "scan_max {} {:?} ifx {} {:?}", m, dir, ifx, k);
+                                "{:?} {:?} ifx {} {:?}", tu, dir, ifx, k);
             }
         }
     }
