@@ -2,7 +2,7 @@
 //!
 //! Why not `hashbrown`: a probe here is the unit of lookup cost, and a table built once can
 //! do better than a general map. Keys are one to three machine words hashed with a seeded
-//! folded multiply; slots are `(key, value)` pairs in one array at ≤ 50 % load with linear
+//! folded multiply; slots are `(key, value)` pairs in one array at 50 % load with linear
 //! probing, so a probe is usually one cache line. The build measures the longest probe
 //! distance of any stored key and rebuilds with another seed (and, every other try, twice the
 //! slots) until it is at most [`MAX_DIST`]; a lookup then stops after `max_dist + 1` slots
@@ -74,9 +74,9 @@ impl Value for u64 {
 
 #[derive(Debug, Clone)]
 pub(super) struct StaticMap<K, V> {
+    /// Twice as many slots as keys — not a power of two: the home slot is the hash scaled to
+    /// the length, so memory follows the key count.
     slots: Vec<(K, V)>,
-    /// 64 − log2(slots): the home slot is the top bits of the hash.
-    shift: u32,
     seeds: [u64; 3],
     max_dist: usize,
 }
@@ -85,7 +85,6 @@ impl<K, V> Default for StaticMap<K, V> {
     fn default() -> Self {
         StaticMap {
             slots: Vec::new(),
-            shift: 63,
             seeds: [0; 3],
             max_dist: 0,
         }
@@ -98,7 +97,7 @@ impl<K: Key, V: Value> StaticMap<K, V> {
         let w = k.words();
         let h = fold(w[0] ^ self.seeds[0], w[1] ^ self.seeds[1]);
         let h = fold(h ^ w[2], self.seeds[2]);
-        (h >> self.shift) as usize
+        ((h as u128 * self.slots.len() as u128) >> 64) as usize
     }
 
     /// Build from distinct keys (a repeated key keeps its first value); values must not be
@@ -107,21 +106,16 @@ impl<K: Key, V: Value> StaticMap<K, V> {
         if items.is_empty() {
             return StaticMap::default();
         }
-        let mut bits = (items.len() * 2)
-            .next_power_of_two()
-            .trailing_zeros()
-            .max(1);
+        let mut n = items.len() * 2;
         let state = std::collections::hash_map::RandomState::new();
         let mut try_no = 0;
         loop {
             let seed = |i: u64| state.hash_one((try_no, i)) | 1;
             let mut m = StaticMap {
-                slots: vec![(K::default(), V::EMPTY); 1 << bits],
-                shift: 64 - bits,
+                slots: vec![(K::default(), V::EMPTY); n],
                 seeds: [seed(0), seed(1) ^ K1, seed(2) ^ K2],
                 max_dist: 0,
             };
-            let mask = m.slots.len() - 1;
             for &(k, v) in items {
                 let mut i = m.home(&k);
                 let mut d = 0;
@@ -134,7 +128,7 @@ impl<K: Key, V: Value> StaticMap<K, V> {
                     if s.0 == k {
                         break;
                     }
-                    i = (i + 1) & mask;
+                    i = if i + 1 == n { 0 } else { i + 1 };
                     d += 1;
                 }
                 m.max_dist = m.max_dist.max(d);
@@ -144,7 +138,7 @@ impl<K: Key, V: Value> StaticMap<K, V> {
                 return m;
             }
             if try_no % 2 == 0 {
-                bits += 1;
+                n *= 2;
             }
         }
     }
@@ -152,10 +146,7 @@ impl<K: Key, V: Value> StaticMap<K, V> {
     /// The value of `k`: at most `max_dist + 1` slot reads.
     #[inline]
     pub fn get(&self, k: K) -> Option<V> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let mask = self.slots.len() - 1;
+        let n = self.slots.len();
         let mut i = self.home(&k);
         for _ in 0..=self.max_dist {
             let s = self.slots.get(i)?;
@@ -165,7 +156,7 @@ impl<K: Key, V: Value> StaticMap<K, V> {
             if s.0 == k {
                 return Some(s.1);
             }
-            i = (i + 1) & mask;
+            i = if i + 1 == n { 0 } else { i + 1 };
         }
         None
     }
