@@ -2,16 +2,20 @@
 //! destination port, or ICMP type and code) both contain a point.
 //!
 //! One dimension ("x") is cut into aligned power-of-two blocks — the prefixes of the 16-bit
-//! space, so a range is ≤ 30 blocks and a point lies in exactly one block per length (17
-//! lengths). Each block keeps, for the rules cut into it, the other dimension ("y") as
-//! elementary intervals with the best rank covering each one, precomputed. A lookup is, per
-//! non-empty block length, a binary search for the point's block and one for its y interval:
-//! O(17 × log n) whatever the overlap of the ranges, with no rule list scanned. Of the two
-//! dimensions the one that cuts into fewer blocks is x (typically the source port, usually
-//! "any", or a single destination port).
+//! space, so a range is ≤ 30 blocks, and the blocks containing a point form a chain of at
+//! most 17 (one per length), each inside the next shorter one. Each block keeps, for the rules
+//! cut into it, the other dimension ("y") as elementary intervals with the best rank covering
+//! each one, precomputed. A lookup is one binary search for the innermost block containing x,
+//! then, up the chain, one binary search per block for y: O(log n + 17 × log n) whatever the
+//! overlap of the ranges, with no rule list scanned. Of the two dimensions the one that cuts
+//! into fewer blocks is x (typically the source port, usually "any", or a single destination
+//! port).
 
 use super::group::Rule;
 use super::NONE;
+
+/// Blocks containing one point: one per length 0..=16.
+const CHAIN: usize = 17;
 
 /// A 2-D stabbing index over the rules' `(rank, x range, y range)`.
 #[derive(Debug)]
@@ -19,9 +23,10 @@ pub(super) struct PortIndex {
     /// x is the second coordinate of the point (the destination port) instead of the first.
     swap: bool,
     min_rank: u32,
-    /// Non-empty block lengths, best rank first.
-    levels: Vec<Level>,
-    /// Blocks, grouped per level and sorted by block number within it.
+    /// Elementary x intervals: first value of each...
+    xs: Vec<u16>,
+    /// ...and the innermost block containing it (NONE: none).
+    inner: Vec<u32>,
     nodes: Vec<Node>,
     /// Elementary y intervals of every block, back to back: first value of each interval...
     starts: Vec<u16>,
@@ -29,21 +34,16 @@ pub(super) struct PortIndex {
     best: Vec<u32>,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Level {
-    /// 16 − block length: the point's block number is `x >> shift`.
-    shift: u8,
-    start: u32,
-    count: u32,
-    min: u32,
-}
-
+/// A block of x.
 #[derive(Clone, Copy, Debug)]
 struct Node {
-    block: u16,
+    /// Its y intervals: `starts[start..start + count]`.
     start: u32,
     count: u32,
+    /// Best rank of its rules.
     min: u32,
+    /// The innermost block strictly containing it (NONE: none).
+    parent: u32,
 }
 
 /// The aligned blocks `(length, block number)` exactly covering `lo..=hi` (lo ≤ hi), largest
@@ -139,36 +139,57 @@ impl PortIndex {
                 cut.push((len, blk, r.rank, y.0, y.1));
             }
         }
-        // A rule's blocks are disjoint, so (length, block, rank) is unique.
+        // A rule's blocks are disjoint, so (length, block, rank) is unique. Shortest first:
+        // a block's parent comes before it.
         cut.sort_unstable_by_key(|c| (c.0, c.1, c.2));
         let (mut starts, mut best, mut nodes) = (Vec::new(), Vec::new(), Vec::new());
-        let mut levels = Vec::new();
+        // (first x, last x) of every node.
+        let mut span: Vec<(u32, u32)> = Vec::new();
         let mut ys: Vec<(u32, u16, u16)> = Vec::new();
-        for lvl in cut.chunk_by(|a, b| a.0 == b.0) {
-            let first = nodes.len();
-            for blk in lvl.chunk_by(|a, b| a.1 == b.1) {
-                ys.clear();
-                ys.extend(blk.iter().map(|c| (c.2, c.3, c.4)));
-                let (start, count) = stab(&ys, &mut starts, &mut best);
-                nodes.push(Node {
-                    block: blk[0].1,
-                    start,
-                    count,
-                    min: blk[0].2,
-                });
-            }
-            levels.push(Level {
-                shift: 16 - lvl[0].0,
-                start: first as u32,
-                count: (nodes.len() - first) as u32,
-                min: lvl.iter().map(|c| c.2).min().unwrap_or(NONE),
+        for blk in cut.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+            ys.clear();
+            ys.extend(blk.iter().map(|c| (c.2, c.3, c.4)));
+            let (start, count) = stab(&ys, &mut starts, &mut best);
+            nodes.push(Node {
+                start,
+                count,
+                min: blk[0].2,
+                parent: NONE,
             });
+            let k = 16 - blk[0].0 as u32;
+            let lo = (blk[0].1 as u32) << k;
+            span.push((lo, lo + (1 << k) - 1));
         }
-        levels.sort_by_key(|l| l.min);
+        // Elementary x intervals; paint each node over its intervals, shortest first, so the
+        // innermost block wins and what it paints over is its parent.
+        let mut xs: Vec<u32> = vec![0];
+        for &(lo, hi) in &span {
+            xs.push(lo);
+            xs.push(hi + 1);
+        }
+        xs.sort_unstable();
+        xs.dedup();
+        xs.retain(|&x| x <= u16::MAX as u32);
+        let mut inner = vec![NONE; xs.len()];
+        for (id, &(lo, hi)) in span.iter().enumerate() {
+            let i0 = xs.partition_point(|&s| s < lo);
+            let i1 = xs.partition_point(|&s| s <= hi);
+            nodes[id].parent = inner[i0];
+            inner[i0..i1].fill(id as u32);
+        }
+        // Merge neighbours with the same innermost block.
+        let (mut mx, mut mi) = (Vec::new(), Vec::new());
+        for (&x, &n) in xs.iter().zip(&inner) {
+            if mi.last() != Some(&n) || mx.is_empty() {
+                mx.push(x as u16);
+                mi.push(n);
+            }
+        }
         PortIndex {
             swap,
-            min_rank: levels.first().map_or(NONE, |l| l.min),
-            levels,
+            min_rank: nodes.iter().map(|n| n.min).min().unwrap_or(NONE),
+            xs: mx,
+            inner: mi,
             nodes,
             starts,
             best,
@@ -182,29 +203,28 @@ impl PortIndex {
             return best;
         }
         let (x, y) = if self.swap { (pt.1, pt.0) } else { pt };
-        for l in &self.levels {
-            if l.min >= best {
-                break; // levels are sorted by their best rank
-            }
-            let key = ((x as u32) >> l.shift) as u16;
-            let first = l.start as usize;
-            let Some(nodes) = self.nodes.get(first..first + l.count as usize) else {
-                continue;
+        // xs[0] is 0, so the point's interval always exists.
+        let j = self.xs.partition_point(|&v| v <= x);
+        let mut n = j
+            .checked_sub(1)
+            .and_then(|j| self.inner.get(j))
+            .copied()
+            .unwrap_or(NONE);
+        for _ in 0..CHAIN {
+            let Some(node) = self.nodes.get(n as usize) else {
+                break; // NONE: the outermost block is done
             };
-            let Ok(i) = nodes.binary_search_by_key(&key, |n| n.block) else {
-                continue;
-            };
-            let Some(n) = nodes.get(i) else { continue };
-            if n.min >= best {
+            n = node.parent;
+            if node.min >= best {
                 continue;
             }
-            let r = n.start as usize..n.start as usize + n.count as usize;
+            let r = node.start as usize..node.start as usize + node.count as usize;
             let (Some(s), Some(b)) = (self.starts.get(r.clone()), self.best.get(r)) else {
                 continue;
             };
             // starts[0] is 0, so the point's interval always exists.
-            let j = s.partition_point(|&v| v <= y);
-            if let Some(&rank) = j.checked_sub(1).and_then(|j| b.get(j)) {
+            let i = s.partition_point(|&v| v <= y);
+            if let Some(&rank) = i.checked_sub(1).and_then(|i| b.get(i)) {
                 best = best.min(rank);
             }
         }
@@ -212,7 +232,8 @@ impl PortIndex {
     }
 
     pub fn memory_bytes(&self) -> usize {
-        self.levels.capacity() * std::mem::size_of::<Level>()
+        self.xs.capacity() * 2
+            + self.inner.capacity() * 4
             + self.nodes.capacity() * std::mem::size_of::<Node>()
             + self.starts.capacity() * 2
             + self.best.capacity() * 4
@@ -222,6 +243,7 @@ impl PortIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     type Ranges = (u16, u16);
 
@@ -269,6 +291,32 @@ mod tests {
                 covered += 1 << k;
             }
             assert_eq!(covered, hi as u32 - lo as u32 + 1);
+        }
+    }
+
+    fn range() -> impl Strategy<Value = (u16, u16)> {
+        let v = prop_oneof![Just(0u16), Just(u16::MAX), 0u16..64, any::<u16>(),];
+        (v.clone(), v).prop_map(|(a, b)| (a.min(b), a.max(b)))
+    }
+
+    proptest! {
+        /// Against brute force: the best rank whose two ranges contain the point.
+        #[test]
+        fn equals_brute_force(
+            rs in prop::collection::vec((range(), range()), 0..60),
+            pts in prop::collection::vec((prop_oneof![0u16..70, any::<u16>()],
+                                          prop_oneof![0u16..70, any::<u16>()]), 50),
+            cap in 0u32..50,
+        ) {
+            let r: Vec<(u32, Ranges, Ranges)> =
+                rs.into_iter().enumerate().map(|(i, (x, y))| (i as u32 * 2, x, y)).collect();
+            let ix = PortIndex::build(&rules(&r));
+            for (x, y) in pts {
+                let inside = |v: u16, (lo, hi): Ranges| lo <= v && v <= hi;
+                let want = r.iter().find(|e| inside(x, e.1) && inside(y, e.2)).map_or(NONE, |e| e.0);
+                prop_assert_eq!(ix.lookup((x, y), NONE), want);
+                prop_assert_eq!(ix.lookup((x, y), cap), want.min(cap));
+            }
         }
     }
 
