@@ -96,6 +96,33 @@ fn empty_table_matches_nothing() {
 }
 
 #[test]
+fn default_tables_and_default_action() {
+    // Before the first publish.
+    let t = IpsecTables::default();
+    assert!(t.is_inactive());
+    assert_eq!(
+        t.classify(Dir::Out, 0, &key("1.2.3.4", "5.6.7.8", 6, 1, 2)),
+        None
+    );
+    // Discard by default: no policy matches, the caller applies the default.
+    let t = IpsecTables::new(
+        vec![pol(0, 1, "10.0.0.0/8", "10.0.0.0/8")],
+        true,
+        HashMap::new(),
+        1,
+    );
+    assert!(!t.is_inactive());
+    assert_eq!(
+        check(&t, Dir::Out, 0, &key("11.0.0.1", "10.0.0.2", 6, 1, 2)),
+        None
+    );
+    assert_eq!(
+        check(&t, Dir::Out, 0, &key("10.0.0.1", "10.0.0.2", 6, 1, 2)),
+        Some(0)
+    );
+}
+
+#[test]
 fn default_route_prefixes_match_their_family_only() {
     let t = tables(vec![pol(0, 1, "0.0.0.0/0", "0.0.0.0/0")]);
     assert_eq!(
