@@ -5,7 +5,10 @@
 //! `net_pcap,rx_pcap=FILE,infinite_rx=1`, output to `net_null,no-rx=1`, the rate read from the
 //! output port's ethdev counters over a window after a warm-up. Both programs are measured the
 //! same way in the same invocation, so their ratio is fair even on a machine whose speed drifts.
+//!
+//! `spd` measures the SPD classifier against the linear scan in-process (no DPDK).
 
 pub mod frames;
 pub mod pcap;
 pub mod run;
+pub mod spd;

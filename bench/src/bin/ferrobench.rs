@@ -5,6 +5,11 @@
 //! One forwarding core (lcore 1) fed from memory (net_pcap infinite_rx) into net_null; prints
 //! Mpps, Gbps and cycles/packet per frame size, and with `--compare testpmd` the same for
 //! `dpdk-testpmd --forward-mode=mac` and the ratio. Needs root and hugepages.
+//!
+//!   ferrobench spd [--sizes 1,1000,100000] [--sets realistic,ports,nested] [--lookups N]
+//!
+//! SPD lookup cost in-process (no DPDK, no root): the classifier next to the linear scan per
+//! rule-set kind and size, with build time and memory (see `bench::spd`).
 
 use bench::run::{cpu_hz, measure, Dut, Ferrogate, Rate, Testpmd};
 use bench::{frames, pcap};
@@ -45,6 +50,30 @@ enum Cmd {
         /// Scratch directory (input pcaps, configs, logs).
         #[arg(long, default_value = "/var/tmp/ferrobench")]
         dir: String,
+    },
+    /// SPD lookup: the classifier against the linear scan, in-process.
+    Spd {
+        /// Rule counts.
+        #[arg(long, value_delimiter = ',', default_value = "1,1000,100000")]
+        sizes: Vec<usize>,
+        /// Rule-set kinds: realistic, ports (adversarial), nested (adversarial).
+        #[arg(long, value_delimiter = ',', default_value = "realistic,ports,nested")]
+        sets: Vec<String>,
+        /// Timed classifier lookups per row.
+        #[arg(long, default_value_t = 2_000_000)]
+        lookups: usize,
+        /// Timed scan lookups per row (default: about 2·10⁸ rule checks' worth, ≤ --lookups).
+        #[arg(long)]
+        scan_lookups: Option<usize>,
+        /// Distinct precomputed keys, replayed round-robin.
+        #[arg(long, default_value_t = 4096)]
+        keys: usize,
+        /// Percentage of keys aimed inside a rule (the rest are random).
+        #[arg(long, default_value_t = 70)]
+        aimed: u64,
+        /// Seed of the rule sets and keys.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -130,6 +159,39 @@ fn forward(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
+fn spd(
+    sizes: &[usize],
+    sets: &[String],
+    lookups: usize,
+    scan_lookups: Option<usize>,
+    keys: usize,
+    aimed: u64,
+    seed: u64,
+) -> Result<(), String> {
+    if aimed > 100 {
+        return Err("--aimed must be 0..=100".into());
+    }
+    if lookups == 0 || keys == 0 || scan_lookups == Some(0) {
+        return Err("--lookups, --scan-lookups and --keys must be > 0".into());
+    }
+    for s in sets {
+        bench::spd::rule_set(s, 0, &mut bench::spd::Rng::new(0))?;
+    }
+    println!(
+        "# SPD lookup, one thread: classifier vs linear scan; {keys} precomputed keys ({aimed}% aimed at a rule), {lookups} classifier lookups per row; wall clock on a possibly shared machine"
+    );
+    println!("# probes = bound of hash probes per lookup for the set; pol_KiB = the policy vector the scan walks");
+    println!("{}", bench::spd::header());
+    for s in sets {
+        for &n in sizes {
+            let row = bench::spd::measure(s, n, keys, aimed, lookups, scan_lookups, seed)?;
+            println!("{}   (scan: {} lookups)", row.line(), row.scan_lookups);
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
@@ -141,6 +203,15 @@ fn main() -> ExitCode {
             compare,
             dir,
         } => forward(&sizes, flows, warmup, seconds, compare.as_deref(), &dir),
+        Cmd::Spd {
+            sizes,
+            sets,
+            lookups,
+            scan_lookups,
+            keys,
+            aimed,
+            seed,
+        } => spd(&sizes, &sets, lookups, scan_lookups, keys, aimed, seed),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

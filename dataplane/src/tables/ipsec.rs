@@ -8,6 +8,7 @@
 //! owner through a bounded ring. That keeps one writer per SA — no sequence number or IV is
 //! ever used twice, the replay window is never raced — with no lock and no atomic RMW.
 
+use super::spd::Spd;
 use crate::wire::ipproto;
 use hashbrown::HashMap;
 use std::net::IpAddr;
@@ -130,10 +131,12 @@ impl FlowKey {
 fn prefix_match(a: IpAddr, p: (IpAddr, u8)) -> bool {
     match (a, p.0) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
+            // A length beyond the family's width (refused by the control plane) counts as
+            // the full width rather than overflowing the shift.
             let m = if p.1 == 0 {
                 0
             } else {
-                u32::MAX << (32 - p.1 as u32)
+                u32::MAX << (32 - p.1.min(32) as u32)
             };
             u32::from(a) & m == u32::from(n) & m
         }
@@ -141,7 +144,7 @@ fn prefix_match(a: IpAddr, p: (IpAddr, u8)) -> bool {
             let m = if p.1 == 0 {
                 0
             } else {
-                u128::MAX << (128 - p.1 as u32)
+                u128::MAX << (128 - p.1.min(128) as u32)
             };
             u128::from(a) & m == u128::from(n) & m
         }
@@ -184,6 +187,8 @@ impl Policy {
 pub struct IpsecTables {
     /// Policies sorted by (priority, id).
     policies: Vec<Policy>,
+    /// The classifier over `policies` (ranks are indexes into it).
+    spd: Spd,
     /// Traffic matching no policy is discarded (else bypassed).
     pub default_discard: bool,
     /// Inbound SAs by SPI.
@@ -200,8 +205,10 @@ impl IpsecTables {
         workers: u16,
     ) -> Self {
         policies.sort_by_key(|p| (p.priority, p.id));
+        let spd = Spd::build(&policies);
         IpsecTables {
             policies,
+            spd,
             default_discard,
             sa_in,
             workers,
@@ -215,8 +222,22 @@ impl IpsecTables {
     }
 
     /// The first policy (lowest priority) matching `k` in `dir` on `ifx`.
+    #[inline]
     pub fn classify(&self, dir: Dir, ifx: u16, k: &FlowKey) -> Option<&Policy> {
+        self.spd
+            .lookup(dir, ifx, k)
+            .and_then(|i| self.policies.get(i))
+    }
+
+    /// What [`IpsecTables::classify`] answers, by a linear scan: the definition the
+    /// classifier is tested against and the baseline `ferrobench spd` measures it with.
+    pub fn classify_scan(&self, dir: Dir, ifx: u16, k: &FlowKey) -> Option<&Policy> {
         self.policies.iter().find(|p| p.matches(dir, ifx, k))
+    }
+
+    /// The classifier (for its size and shape in reports).
+    pub fn spd(&self) -> &Spd {
+        &self.spd
     }
 
     pub fn policies(&self) -> &[Policy] {

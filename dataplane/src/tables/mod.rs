@@ -5,6 +5,7 @@ pub mod fib;
 pub mod iface;
 pub mod ipsec;
 pub mod lpm;
+pub mod spd;
 pub mod tunnels;
 
 use arc_swap::ArcSwap;
