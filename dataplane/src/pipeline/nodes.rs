@@ -166,7 +166,8 @@ impl<P: Packet> Pipeline<P> {
         let Some(nh) = t.fib.nexthops().get(m.nh as usize) else {
             return self.drop(ctx, i, DropReason::NoRoute);
         };
-        if !m.esp_out && !t.ipsec.is_inactive() {
+        // Decrypted traffic is always checked: its SA's selectors apply even with no policy.
+        if !m.esp_out && (m.sa_in != 0 || !t.ipsec.is_inactive()) {
             let out_if = match nh {
                 NextHop::Forward(adj) => adj.ifindex,
                 _ => m.in_if,
@@ -207,7 +208,8 @@ impl<P: Packet> Pipeline<P> {
             }
             NextHop::Local { .. } => self.sched.push(Node::Local, i),
             NextHop::Blackhole => self.drop(ctx, i, DropReason::RouteBlackhole),
-            NextHop::Tunnel { .. } | NextHop::Vti { .. } => self.drop(ctx, i, DropReason::NoRoute),
+            NextHop::Vti { vti } => self.vti_out(t, ctx, env, i, vti),
+            NextHop::Tunnel { .. } => self.drop(ctx, i, DropReason::NoRoute),
         }
     }
 
@@ -251,7 +253,7 @@ impl<P: Packet> Pipeline<P> {
 
     /// Turn packet `i` into an ICMP error towards its source (if allowed and within the
     /// rate) and route it; otherwise drop it. Either way the original counts under `reason`.
-    fn icmp_error(
+    pub(super) fn icmp_error(
         &mut self,
         t: &Tables,
         ctx: &mut Ctx,
