@@ -4,6 +4,7 @@
 //! (adjacency), and static routes point at their gateway's adjacency when it is resolved.
 
 use crate::parse::Prefix;
+use crate::state::ipsec::esp_overhead_mtu;
 use crate::state::{RouteTarget, State};
 use dataplane::tables::fib::{Fib, FibRoute, NextHop};
 use dataplane::tables::iface::{Adjacency, IfKind, Interface, PortEntry};
@@ -57,7 +58,7 @@ pub fn build_tables(
     rt: &Runtime,
     dynamic: &Neighbors,
     version: u64,
-    sa_slots: &std::collections::HashMap<String, dataplane::tables::ipsec::SaRef>,
+    sas: &crate::state::ipsec::SaPlacement,
 ) -> Result<Tables, String> {
     let mut interfaces = Vec::new();
     let max_port = rt.port_ids.iter().copied().max().unwrap_or(0) as usize;
@@ -101,6 +102,8 @@ pub fn build_tables(
         }
     }
 
+    let vti_ifs = vti_interfaces(st, &mut interfaces);
+
     let mut neigh: Neighbors = st
         .neighbors
         .iter()
@@ -140,10 +143,23 @@ pub fn build_tables(
             routes.insert(host, nhs.id(NextHop::Local { ifindex: i as u16 }));
         }
     }
+    for (v, &(ifindex, _)) in st.ipsec.vtis.iter().zip(&vti_ifs) {
+        for a in &v.addrs {
+            let host = Prefix {
+                addr: a.addr,
+                len: if a.addr.is_ipv6() { 128 } else { 32 },
+            };
+            routes.insert(host, nhs.id(NextHop::Local { ifindex }));
+        }
+    }
     for r in &st.routes {
         let nh = match r.target {
             RouteTarget::Blackhole => NextHop::Blackhole,
             RouteTarget::Iface(i) => NextHop::Glean { ifindex: i as u16 },
+            RouteTarget::Vti(ref n) => match st.ipsec.vti(n) {
+                Some(k) => NextHop::Vti { vti: k as u32 },
+                None => return Err(format!("route {}: no VTI named '{n}'", r.prefix)),
+            },
             RouteTarget::Via { gateway, iface } => {
                 let Some(i) = iface.or_else(|| st.connected_iface(gateway)) else {
                     return Err(format!(
@@ -166,6 +182,13 @@ pub fn build_tables(
     for (i, f) in st.ifaces.iter().enumerate() {
         for a in &f.addrs {
             let id = nhs.id(NextHop::Glean { ifindex: i as u16 });
+            routes.entry(a.subnet()).or_insert(id);
+        }
+    }
+    // A VTI's subnets are on the other side of it (point-to-point).
+    for (k, v) in st.ipsec.vtis.iter().enumerate() {
+        for a in &v.addrs {
+            let id = nhs.id(NextHop::Vti { vti: k as u32 });
             routes.entry(a.subnet()).or_insert(id);
         }
     }
@@ -196,6 +219,51 @@ pub fn build_tables(
         ports,
         interfaces,
         fib,
-        ipsec: st.ipsec.tables(sa_slots, st.workers.len() as u16),
+        ipsec: st.ipsec.tables(sas, st.workers.len() as u16, &vti_ifs),
     })
+}
+
+/// The IP MTU of a VTI. Without a configured one, the largest inner packet that still fits
+/// the smallest port MTU once sealed with its outbound SA, so sealing never makes a packet
+/// the underlay must drop.
+pub fn vti_mtu(st: &State, v: &crate::state::ipsec::VtiSpec) -> u16 {
+    let underlay = st.ports.iter().map(|p| p.mtu).min().unwrap_or(1500);
+    v.mtu.unwrap_or_else(|| {
+        st.ipsec
+            .sas
+            .iter()
+            .find(|s| s.name == v.sa_out)
+            .map_or(underlay, |s| esp_overhead_mtu(&s.cfg, underlay))
+    })
+}
+
+/// Append one L3 interface per VTI (after the port interfaces); returns each VTI's
+/// (interface index, IP MTU).
+fn vti_interfaces(st: &State, interfaces: &mut Vec<Interface>) -> Vec<(u16, u16)> {
+    let mut out = Vec::new();
+    for (k, v) in st.ipsec.vtis.iter().enumerate() {
+        let mtu = vti_mtu(st, v);
+        let first = |v6: bool| {
+            v.addrs
+                .iter()
+                .find(|a| a.addr.is_ipv6() == v6)
+                .map(|a| a.addr)
+        };
+        let ifindex = interfaces.len() as u16;
+        interfaces.push(Interface {
+            kind: IfKind::Vti { vti: k as u32 },
+            mac: Mac::ZERO,
+            mtu,
+            icmp_src_v4: first(false).and_then(|a| match a {
+                IpAddr::V4(v) => Some(v.octets()),
+                _ => None,
+            }),
+            icmp_src_v6: first(true).and_then(|a| match a {
+                IpAddr::V6(v) => Some(v.octets()),
+                _ => None,
+            }),
+        });
+        out.push((ifindex, mtu));
+    }
+    out
 }

@@ -55,6 +55,8 @@ pub enum RouteTarget {
     },
     /// Directly out of an interface (the destination is the neighbor).
     Iface(usize),
+    /// Into a route-based IPsec interface, by name (VTIs come and go at runtime).
+    Vti(String),
     Blackhole,
 }
 
@@ -88,7 +90,7 @@ pub struct State {
 /// Maximum addresses per interface (the host stack's per-interface limit).
 pub const MAX_IF_ADDRS: usize = 8;
 
-fn valid_name(what: &str, name: &str) -> Result<(), String> {
+pub(crate) fn valid_name(what: &str, name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 32
         && name
@@ -369,13 +371,15 @@ impl State {
             }
             st.neighbors.push(Neighbor { ip, mac, iface });
         }
+        // IPsec before routes: a route may point into a VTI.
+        let ipsec = IpsecState::from_config(&raw.ipsec, &|n| st.iface_index(n))?;
+        st.ipsec = ipsec;
+        st.check_vti_addresses()?;
         for (i, r) in raw.routes.iter().enumerate() {
             let route = st.parse_route(r).map_err(|e| format!("routes[{i}].{e}"))?;
             st.add_route(route)
                 .map_err(|e| format!("routes[{i}].prefix: {e}"))?;
         }
-        let ipsec = IpsecState::from_config(&raw.ipsec, &|n| st.iface_index(n))?;
-        st.ipsec = ipsec;
         Ok(st)
     }
 
@@ -418,6 +422,15 @@ impl State {
     /// Interpret a route as written (config entry or `route add`). Errors start with the field.
     pub fn parse_route(&self, r: &RawRoute) -> Result<Route, String> {
         let prefix = Prefix::parse(&r.prefix).map_err(|e| format!("prefix: {e}"))?;
+        if let Some(n) = r
+            .interface
+            .as_deref()
+            .filter(|n| self.iface_index(n).is_none())
+        {
+            if self.ipsec.vti(n).is_some() {
+                return self.parse_vti_route(prefix, n, r);
+            }
+        }
         let iface = match &r.interface {
             None => None,
             Some(n) => Some(

@@ -2,13 +2,15 @@
 //! and the bad value) into the objects the controller installs, and the policy table the
 //! workers read.
 
-use crate::config::{RawIpsec, RawPolicy, RawSa};
-use crate::parse::{self, PortRange, Prefix};
+use crate::config::{RawIpsec, RawPolicy, RawSa, RawVti};
+use crate::parse::{self, IfAddr, PortRange, Prefix};
 use dataplane::esp::{AesKeyLen, Integ, Lifetime, Mode, NatT, SaConfig, Suite};
 use dataplane::outer::{DfPolicy, OuterPolicy, TosPolicy};
-use dataplane::tables::ipsec::{Action, IpsecTables, Policy, SaRef};
+use dataplane::stats::PolicyCounters;
+use dataplane::tables::ipsec::{Action, IpsecTables, Policy, SaRef, VtiEntry};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// One validated SA.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,6 +57,21 @@ pub struct PolicySpec {
     pub raw: RawPolicy,
 }
 
+/// One validated route-based IPsec interface (VTI): an L3 interface bound to an SA pair
+/// whose selectors are 0.0.0.0/0 and ::/0. Routes pointing into it get sealed with `sa_out`;
+/// what its `sa_in` SAs decrypt arrives on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VtiSpec {
+    pub name: String,
+    pub sa_out: String,
+    pub sa_in: Vec<String>,
+    pub addrs: Vec<IfAddr>,
+    /// Configured IP MTU; `None` = the largest inner packet that still fits the smallest port
+    /// MTU once sealed with `sa_out` (see [`esp_overhead_mtu`]).
+    pub mtu: Option<u16>,
+    pub raw: RawVti,
+}
+
 /// Everything IPsec in the running config.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct IpsecState {
@@ -62,6 +79,47 @@ pub struct IpsecState {
     pub grace_secs: u32,
     pub sas: Vec<SaSpec>,
     pub policies: Vec<PolicySpec>,
+    pub vtis: Vec<VtiSpec>,
+}
+
+/// An inbound SA kept installed for the rekey grace period after it was replaced or removed
+/// (make-before-break): still found by its SPI, still admitted by the policies and VTIs that
+/// named it, so packets the peer sent before it switched still decrypt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lingering {
+    pub sa: SaRef,
+    pub spi: u32,
+    pub policies: Vec<String>,
+    pub vtis: Vec<String>,
+}
+
+/// What the tables need from the controller besides the state: where each SA is installed,
+/// the lingering inbound SAs, and the policies' counters (kept by the controller so they
+/// survive every republish).
+#[derive(Clone, Debug, Default)]
+pub struct SaPlacement {
+    pub slots: HashMap<String, SaRef>,
+    pub lingering: Vec<Lingering>,
+    pub counters: HashMap<String, Arc<PolicyCounters>>,
+    /// Counters of the default action (traffic no policy matched).
+    pub default_counters: Option<Arc<PolicyCounters>>,
+}
+
+/// The largest inner packet an SA of `cfg` can seal without the result exceeding
+/// `underlay_mtu`: outer header (tunnel mode), UDP (NAT-T), ESP header, IV, payload padded
+/// with the pad-length and next-header octets to the suite's alignment, ICV.
+pub fn esp_overhead_mtu(cfg: &SaConfig, underlay_mtu: u16) -> u16 {
+    let s = cfg.suite;
+    let outer = match cfg.mode {
+        Mode::Tunnel4 { .. } => 20,
+        Mode::Tunnel6 { .. } => 40,
+        Mode::Transport => 0,
+    };
+    let udp = if cfg.natt.is_some() { 8 } else { 0 };
+    let fixed = outer + udp + 8 + s.iv_len() + s.icv_len();
+    let room = (underlay_mtu as usize).saturating_sub(fixed);
+    let aligned = room / s.pad_align() * s.pad_align();
+    aligned.saturating_sub(2) as u16
 }
 
 fn suite_of(f: &dyn Fn(&str) -> String, enc: &str, integ: Option<&str>) -> Result<Suite, String> {
@@ -342,6 +400,7 @@ fn policy_spec(
     i: usize,
     r: &RawPolicy,
     sas: &[SaSpec],
+    vtis: &[VtiSpec],
     iface: &dyn Fn(&str) -> Option<usize>,
 ) -> Result<PolicySpec, String> {
     let f = |field: &str| format!("ipsec.policy[{i}].{field}");
@@ -404,6 +463,13 @@ fn policy_spec(
     }
     let names = |field: &str, list: &[String], want_in: bool| -> Result<Vec<String>, String> {
         for n in list {
+            if let Some(v) = vtis.iter().find(|v| &v.sa_out == n || v.sa_in.contains(n)) {
+                return Err(format!(
+                    "{}: SA '{n}' is already used by VTI '{}'",
+                    f(field),
+                    v.name
+                ));
+            }
             match sas.iter().find(|s| &s.name == n) {
                 None => return Err(format!("{}: no SA named '{n}'", f(field))),
                 Some(s) if s.inbound != want_in => {
@@ -493,10 +559,159 @@ impl IpsecState {
         for (i, r) in raw.policy.iter().enumerate() {
             st.add_policy_at(i, r, iface)?;
         }
-        if !raw.vti.is_empty() {
-            return Err("ipsec.vti: route-based VTI interfaces are not implemented yet".into());
+        for (i, r) in raw.vti.iter().enumerate() {
+            st.add_vti_at(i, r, iface)?;
         }
         Ok(st)
+    }
+
+    /// The VTI named `name`.
+    pub fn vti(&self, name: &str) -> Option<usize> {
+        self.vtis.iter().position(|v| v.name == name)
+    }
+
+    /// The policy or VTI that names SA `sa`, if any (an SA serves one of them at most).
+    fn user_of(&self, sa: &str) -> Option<String> {
+        for p in &self.policies {
+            if let PolicyAction::Protect { sa_out, sa_in } = &p.action {
+                if sa_out.iter().chain(sa_in).any(|n| n == sa) {
+                    return Some(format!("policy '{}'", p.name));
+                }
+            }
+        }
+        self.vtis
+            .iter()
+            .find(|v| v.sa_out == sa || v.sa_in.iter().any(|n| n == sa))
+            .map(|v| format!("VTI '{}'", v.name))
+    }
+
+    fn add_vti_at(
+        &mut self,
+        i: usize,
+        r: &RawVti,
+        iface: &dyn Fn(&str) -> Option<usize>,
+    ) -> Result<(), String> {
+        let f = |field: &str| format!("ipsec.vti[{i}].{field}");
+        crate::state::valid_name(&f("name"), &r.name)?;
+        if self.vti(&r.name).is_some() || iface(&r.name).is_some() {
+            return Err(format!(
+                "{}: '{}' is already an interface name",
+                f("name"),
+                r.name
+            ));
+        }
+        let check = |field: &str, n: &str, want_in: bool| -> Result<(), String> {
+            let Some(s) = self.sas.iter().find(|s| s.name == n) else {
+                return Err(format!("{}: no SA named '{n}'", f(field)));
+            };
+            if s.inbound != want_in {
+                return Err(format!(
+                    "{}: SA '{n}' is {}bound",
+                    f(field),
+                    if s.inbound { "in" } else { "out" }
+                ));
+            }
+            if !s.cfg.mode.is_tunnel() {
+                return Err(format!(
+                    "{}: SA '{n}' is in transport mode; a VTI carries whole packets (tunnel mode)",
+                    f(field)
+                ));
+            }
+            if let Some(u) = self.user_of(n) {
+                return Err(format!("{}: SA '{n}' is already used by {u}", f(field)));
+            }
+            Ok(())
+        };
+        check("sa_out", &r.sa_out, false)?;
+        for (k, n) in r.sa_in.iter().enumerate() {
+            check(&format!("sa_in[{k}]"), n, true)?;
+            if r.sa_in[..k].contains(n) {
+                return Err(format!("{}: SA '{n}' is listed twice", f("sa_in")));
+            }
+        }
+        let mut addrs = Vec::new();
+        for (k, a) in r.addresses.iter().enumerate() {
+            addrs.push(IfAddr::parse(a).map_err(|e| format!("{}[{k}]: {e}", f("addresses")))?);
+        }
+        if addrs.len() > crate::state::MAX_IF_ADDRS {
+            return Err(format!(
+                "{}: at most {} addresses",
+                f("addresses"),
+                crate::state::MAX_IF_ADDRS
+            ));
+        }
+        if let Some(m) = r.mtu {
+            if !(576..=9000).contains(&m) {
+                return Err(format!("{}: {m} is outside 576..=9000", f("mtu")));
+            }
+        }
+        self.vtis.push(VtiSpec {
+            name: r.name.clone(),
+            sa_out: r.sa_out.clone(),
+            sa_in: r.sa_in.clone(),
+            addrs,
+            mtu: r.mtu,
+            raw: r.clone(),
+        });
+        Ok(())
+    }
+
+    /// Add a VTI at runtime (`ferroctl vti add`).
+    pub fn add_vti(
+        &mut self,
+        r: &RawVti,
+        iface: &dyn Fn(&str) -> Option<usize>,
+    ) -> Result<(), String> {
+        self.add_vti_at(self.vtis.len(), r, iface)
+    }
+
+    /// Attach SA `sa` (already added) to policy or VTI `to`: an outbound SA becomes the one
+    /// that protects (the newest), an inbound one is admitted beside those already there.
+    /// This is the make step of a rekey; `del_sa` of the old SA is the break step.
+    pub fn attach_sa(&mut self, sa: &str, to: &str) -> Result<(), String> {
+        let Some(spec) = self.sas.iter().find(|s| s.name == sa) else {
+            return Err(format!("no SA named '{sa}'"));
+        };
+        let inbound = spec.inbound;
+        let tunnel = spec.cfg.mode.is_tunnel();
+        if let Some(u) = self.user_of(sa) {
+            return Err(format!("SA '{sa}' is already used by {u}"));
+        }
+        if let Some(p) = self.policies.iter_mut().find(|p| p.name == to) {
+            let PolicyAction::Protect { sa_out, sa_in } = &mut p.action else {
+                return Err(format!("policy '{to}' is not a protect policy"));
+            };
+            if inbound {
+                sa_in.push(sa.to_string());
+                p.raw.sa_in.push(sa.to_string());
+            } else {
+                if !p.out {
+                    return Err(format!(
+                        "policy '{to}' is inbound only: it takes no outbound SA"
+                    ));
+                }
+                sa_out.push(sa.to_string());
+                p.raw.sa.push(sa.to_string());
+            }
+            return Ok(());
+        }
+        if let Some(v) = self.vtis.iter_mut().find(|v| v.name == to) {
+            if !tunnel {
+                return Err(format!(
+                    "SA '{sa}' is in transport mode; a VTI carries whole packets (tunnel mode)"
+                ));
+            }
+            if inbound {
+                v.sa_in.push(sa.to_string());
+                v.raw.sa_in.push(sa.to_string());
+            } else {
+                // The VTI's previous outbound SA stays defined (delete it when done).
+                v.sa_out = sa.to_string();
+                v.raw.sa_out = sa.to_string();
+            }
+            return Ok(());
+        }
+        Err(format!("no policy or VTI named '{to}'"))
     }
 
     fn add_sa_at(&mut self, i: usize, r: &RawSa) -> Result<(), String> {
@@ -523,7 +738,7 @@ impl IpsecState {
         r: &RawPolicy,
         iface: &dyn Fn(&str) -> Option<usize>,
     ) -> Result<(), String> {
-        let p = policy_spec(i, r, &self.sas, iface)?;
+        let p = policy_spec(i, r, &self.sas, &self.vtis, iface)?;
         if self.policies.iter().any(|x| x.name == p.name) {
             return Err(format!(
                 "ipsec.policy[{i}].name: duplicate policy name '{}'",
@@ -539,21 +754,38 @@ impl IpsecState {
         self.add_sa_at(self.sas.len(), r)
     }
 
-    /// Remove an SA; refused while a policy names it.
+    /// Remove an SA and detach it from the policy or VTI that names it (the break step of a
+    /// rekey). Refused when it is the only outbound SA of an outbound protect policy or a
+    /// VTI's outbound SA: that traffic would have nothing to be sealed with (attach the new
+    /// SA first). A removed inbound SA lingers for the grace period (see `Lingering`).
     pub fn del_sa(&mut self, name: &str) -> Result<(), String> {
         let Some(i) = self.sas.iter().position(|s| s.name == name) else {
             return Err(format!("no SA named '{name}'"));
         };
-        if let Some(p) = self.policies.iter().find(|p| match &p.action {
-            PolicyAction::Protect { sa_out, sa_in } => {
-                sa_out.iter().chain(sa_in).any(|n| n == name)
+        for p in &mut self.policies {
+            let PolicyAction::Protect { sa_out, sa_in } = &mut p.action else {
+                continue;
+            };
+            if sa_out.iter().any(|n| n == name) && sa_out.len() == 1 && p.out {
+                return Err(format!(
+                    "SA '{name}' is the only outbound SA of policy '{}': attach its successor first (sa add ... --policy {}) or delete the policy",
+                    p.name, p.name
+                ));
             }
-            _ => false,
-        }) {
-            return Err(format!(
-                "SA '{name}' is used by policy '{}': delete or change the policy first",
-                p.name
-            ));
+            sa_out.retain(|n| n != name);
+            sa_in.retain(|n| n != name);
+            p.raw.sa.retain(|n| n != name);
+            p.raw.sa_in.retain(|n| n != name);
+        }
+        for v in &mut self.vtis {
+            if v.sa_out == name {
+                return Err(format!(
+                    "SA '{name}' is the outbound SA of VTI '{}': attach its successor first (sa add ... --vti {}) or delete the VTI",
+                    v.name, v.name
+                ));
+            }
+            v.sa_in.retain(|n| n != name);
+            v.raw.sa_in.retain(|n| n != name);
         }
         self.sas.remove(i);
         Ok(())
@@ -575,9 +807,10 @@ impl IpsecState {
         Ok(())
     }
 
-    /// The workers' view, given where each SA (by name) is installed.
-    pub fn tables(&self, slots: &HashMap<String, SaRef>, workers: u16) -> IpsecTables {
-        let slot = |n: &String| slots.get(n).copied();
+    /// The workers' view, given where each SA is installed (`pl`) and, for each VTI, its
+    /// interface index and IP MTU.
+    pub fn tables(&self, pl: &SaPlacement, workers: u16, vti_ifs: &[(u16, u16)]) -> IpsecTables {
+        let slot = |n: &String| pl.slots.get(n).copied();
         let policies = self
             .policies
             .iter()
@@ -599,19 +832,144 @@ impl IpsecState {
                     // The newest installed outbound SA protects; the rest stay for the rekey.
                     PolicyAction::Protect { sa_out, sa_in } => Action::Protect {
                         out: sa_out.iter().rev().find_map(slot),
-                        inbound: sa_in.iter().filter_map(slot).map(|r| r.slot).collect(),
+                        inbound: sa_in
+                            .iter()
+                            .filter_map(slot)
+                            .map(|r| r.slot)
+                            .chain(
+                                pl.lingering
+                                    .iter()
+                                    .filter(|l| l.policies.contains(&p.name))
+                                    .map(|l| l.sa.slot),
+                            )
+                            .collect(),
                     },
                     PolicyAction::Bypass => Action::Bypass,
                     PolicyAction::Discard => Action::Discard,
                 },
             })
             .collect();
-        let sa_in = self
+        let mut sa_in: Vec<(u32, SaRef)> = self
             .sas
             .iter()
             .filter(|s| s.inbound)
             .filter_map(|s| slot(&s.name).map(|r| (s.cfg.spi, r)))
             .collect();
-        IpsecTables::new(policies, self.default_discard, sa_in, workers)
+        // A lingering SA keeps its SPI unless a current SA took it over.
+        for l in &pl.lingering {
+            if !sa_in.iter().any(|(spi, _)| *spi == l.spi) {
+                sa_in.push((l.spi, l.sa));
+            }
+        }
+        let mut t = IpsecTables::new(
+            policies,
+            self.default_discard,
+            sa_in.into_iter().collect(),
+            workers,
+        );
+        for (k, v) in self.vtis.iter().enumerate() {
+            let (ifindex, mtu) = vti_ifs.get(k).copied().unwrap_or((u16::MAX, 0));
+            t.vtis.push(VtiEntry {
+                ifindex,
+                out: slot(&v.sa_out),
+                mtu,
+            });
+            let lingering = pl
+                .lingering
+                .iter()
+                .filter(|l| l.vtis.contains(&v.name))
+                .map(|l| l.sa);
+            for r in v.sa_in.iter().filter_map(slot).chain(lingering) {
+                t.vti_in.insert(r.slot, k as u32);
+            }
+        }
+        let fresh = || Arc::new(PolicyCounters::new(workers as usize));
+        t.counters = self
+            .policies
+            .iter()
+            .map(|p| pl.counters.get(&p.name).cloned().unwrap_or_else(fresh))
+            .chain(std::iter::once(
+                pl.default_counters.clone().unwrap_or_else(fresh),
+            ))
+            .collect();
+        t
+    }
+}
+
+impl crate::state::State {
+    /// A route into VTI `vti`: no gateway, not a blackhole.
+    pub(crate) fn parse_vti_route(
+        &self,
+        prefix: Prefix,
+        vti: &str,
+        r: &crate::config::RawRoute,
+    ) -> Result<crate::state::Route, String> {
+        if r.via.is_some() {
+            return Err(format!(
+                "via: a route into VTI '{vti}' takes no gateway (the VTI is point-to-point)"
+            ));
+        }
+        if r.blackhole {
+            return Err("blackhole: a blackhole route takes no via or interface".into());
+        }
+        Ok(crate::state::Route {
+            prefix,
+            target: crate::state::RouteTarget::Vti(vti.to_string()),
+        })
+    }
+
+    /// VTI addresses are unique among all interfaces' and VTIs', and so are their subnets.
+    pub(crate) fn check_vti_addresses(&self) -> Result<(), String> {
+        let mut seen: Vec<(IfAddr, &str)> = self
+            .ifaces
+            .iter()
+            .flat_map(|f| f.addrs.iter().map(move |a| (*a, f.name.as_str())))
+            .collect();
+        for v in &self.ipsec.vtis {
+            for a in &v.addrs {
+                if let Some((_, other)) = seen.iter().find(|(x, _)| x.addr == a.addr) {
+                    return Err(format!(
+                        "VTI '{}'.addresses: {} is already on interface '{other}'",
+                        v.name, a.addr
+                    ));
+                }
+                if let Some((_, other)) = seen.iter().find(|(x, _)| x.subnet() == a.subnet()) {
+                    return Err(format!(
+                        "VTI '{}'.addresses: subnet {} is already on interface '{other}'",
+                        v.name,
+                        a.subnet()
+                    ));
+                }
+            }
+            seen.extend(v.addrs.iter().map(|a| (*a, v.name.as_str())));
+        }
+        Ok(())
+    }
+
+    /// Add a VTI at runtime.
+    pub fn add_vti(&mut self, r: &RawVti) -> Result<(), String> {
+        let ifs: Vec<String> = self.ifaces.iter().map(|f| f.name.clone()).collect();
+        self.ipsec
+            .add_vti(r, &|n| ifs.iter().position(|x| x == n))?;
+        self.check_vti_addresses()
+    }
+
+    /// Delete a VTI; refused while a route points into it.
+    pub fn del_vti(&mut self, name: &str) -> Result<(), String> {
+        let Some(i) = self.ipsec.vti(name) else {
+            return Err(format!("no VTI named '{name}'"));
+        };
+        if let Some(r) = self
+            .routes
+            .iter()
+            .find(|r| r.target == crate::state::RouteTarget::Vti(name.to_string()))
+        {
+            return Err(format!(
+                "VTI '{name}' is used by route {}: delete the route first",
+                r.prefix
+            ));
+        }
+        self.ipsec.vtis.remove(i);
+        Ok(())
     }
 }
