@@ -973,3 +973,356 @@ impl crate::state::State {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::{build_tables, Runtime};
+    use crate::config::RawConfig;
+    use crate::state::State;
+    use dataplane::tables::fib::NextHop;
+    use dataplane::tables::iface::IfKind;
+
+    const BASE: &str = r#"
+[[ports]]
+name = "wan"
+devargs = "net_null0"
+[[ports]]
+name = "lan"
+devargs = "net_null1"
+[[workers]]
+lcore = 1
+rx = ["wan:0", "lan:0"]
+[[interfaces]]
+name = "wan"
+port = "wan"
+addresses = ["192.0.2.1/24"]
+[[interfaces]]
+name = "lan"
+port = "lan"
+addresses = ["10.0.0.1/24"]
+[ipsec]
+[[ipsec.sa]]
+name = "out1"
+spi = 4097
+direction = "out"
+src = "192.0.2.1"
+dst = "192.0.2.2"
+encryption = "aes-gcm-128"
+key = "0102030405060708090a0b0c0d0e0f1011121314"
+[[ipsec.sa]]
+name = "in1"
+spi = 8193
+direction = "in"
+src = "192.0.2.2"
+dst = "192.0.2.1"
+encryption = "aes-gcm-128"
+key = "1102030405060708090a0b0c0d0e0f1011121314"
+"#;
+
+    fn state(extra: &str) -> Result<State, String> {
+        State::from_config(&RawConfig::parse(&format!("{BASE}{extra}"))?)
+    }
+
+    fn refused(cfg: &str, needle: &str) {
+        match RawConfig::parse(cfg).and_then(|r| State::from_config(&r)) {
+            Ok(_) => panic!("accepted, expected an error containing '{needle}'"),
+            Err(e) => assert!(e.contains(needle), "error '{e}' does not contain '{needle}'"),
+        }
+    }
+
+    const VTI: &str = r#"
+[[ipsec.vti]]
+name = "vti0"
+sa_out = "out1"
+sa_in = ["in1"]
+addresses = ["172.16.0.5/30"]
+[[routes]]
+prefix = "10.9.0.0/16"
+interface = "vti0"
+"#;
+
+    #[test]
+    fn unsupported_sa_configuration_is_refused_naming_the_field() {
+        let b = BASE;
+        refused(
+            &b.replace("spi = 4097", "spi = 255"),
+            "ipsec.sa[0].spi: 255 (0xff) is reserved or out of range",
+        );
+        refused(
+            &b.replace("spi = 4097", "spi = 4294967296"),
+            "ipsec.sa[0].spi: 4294967296",
+        );
+        refused(
+            &b.replace(
+                "key = \"0102030405060708090a0b0c0d0e0f1011121314\"",
+                "key = \"0102030405060708090a0b0c0d0e0f10\"",
+            ),
+            "ipsec.sa[0].key: 16 bytes given, aes-gcm-128 takes exactly 20 (40 hex digits, the 4-byte salt included)",
+        );
+        refused(
+            &b.replace("direction = \"out\"", "direction = \"out\"\nprotocol = \"ah\""),
+            "ipsec.sa[0].protocol: 'ah': AH is not supported",
+        );
+        refused(
+            &b.replace("direction = \"out\"", "direction = \"out\"\nipcomp = \"deflate\""),
+            "ipsec.sa[0].ipcomp: 'deflate': IPComp is not supported",
+        );
+        for alg in ["3des", "des", "3des-cbc", "des-cbc"] {
+            refused(
+                &b.replacen("aes-gcm-128", alg, 1),
+                &format!("ipsec.sa[0].encryption: '{alg}': DES and 3DES are not supported"),
+            );
+        }
+        let cbc = b.replacen(
+            "encryption = \"aes-gcm-128\"\nkey = \"0102030405060708090a0b0c0d0e0f1011121314\"",
+            "encryption = \"aes-cbc-128\"\nkey = \"0102030405060708090a0b0c0d0e0f10\"\nintegrity = \"hmac-md5-96\"\nintegrity_key = \"00112233445566778899aabbccddeeff\"",
+            1,
+        );
+        refused(&cbc, "ipsec.sa[0].integrity: 'hmac-md5-96': MD5 is not supported");
+        refused(
+            &cbc.replace("hmac-md5-96", "hmac-sha256-128"),
+            "ipsec.sa[0].integrity_key: 16 bytes given, exactly 32 needed",
+        );
+        refused(
+            &b.replacen(
+                "encryption = \"aes-gcm-128\"",
+                "encryption = \"aes-gcm-128\"\nintegrity = \"hmac-sha256-128\"",
+                1,
+            ),
+            "ipsec.sa[0].integrity: 'hmac-sha256-128': aes-gcm-128 is an AEAD algorithm and takes no separate integrity algorithm",
+        );
+        refused(
+            &b.replacen("encryption = \"aes-gcm-128\"", "encryption = \"aes-cbc-128\"", 1),
+            "ipsec.sa[0].integrity: aes-cbc-128 needs an integrity algorithm",
+        );
+        // The same SA set is fine.
+        assert!(state("").is_ok());
+    }
+
+    #[test]
+    fn vti_becomes_an_interface_with_routes_into_it() {
+        let st = state(VTI).unwrap();
+        assert_eq!(st.ipsec.vtis.len(), 1);
+        let mut pl = SaPlacement::default();
+        pl.slots.insert("out1".into(), SaRef { slot: 0, owner: 0 });
+        pl.slots.insert("in1".into(), SaRef { slot: 1, owner: 0 });
+        let t = build_tables(&st, &Runtime::fake(2), &Default::default(), 1, &pl).unwrap();
+        // After the two port interfaces; MTU: 1500 minus AES-GCM tunnel overhead over IPv4.
+        let ifc = &t.interfaces[2];
+        assert_eq!(ifc.kind, IfKind::Vti { vti: 0 });
+        assert_eq!(ifc.mtu, 1446);
+        assert_eq!(ifc.icmp_src_v4, Some([172, 16, 0, 5]));
+        let vti = NextHop::Vti { vti: 0 };
+        assert_eq!(t.fib.lookup("10.9.1.1".parse().unwrap()), Ok(&vti));
+        assert_eq!(t.fib.lookup("172.16.0.6".parse().unwrap()), Ok(&vti));
+        assert_eq!(
+            t.fib.lookup("172.16.0.5".parse().unwrap()),
+            Ok(&NextHop::Local { ifindex: 2 })
+        );
+        assert_eq!(t.ipsec.vtis.len(), 1);
+        assert_eq!(t.ipsec.vtis[0].ifindex, 2);
+        assert_eq!(t.ipsec.vtis[0].out, Some(SaRef { slot: 0, owner: 0 }));
+        assert_eq!(t.ipsec.vti_in.get(&1), Some(&0));
+        assert_eq!(t.ipsec.sa_in.get(&8193), Some(&SaRef { slot: 1, owner: 0 }));
+        // One counter block per policy plus the default action.
+        assert_eq!(t.ipsec.counters.len(), 1);
+
+        // Removing the route leaves the VTI but nothing else goes into it.
+        let mut st2 = st.clone();
+        st2.del_route(Prefix::parse("10.9.0.0/16").unwrap()).unwrap();
+        let t2 = build_tables(&st2, &Runtime::fake(2), &Default::default(), 2, &pl).unwrap();
+        assert_ne!(t2.fib.lookup("10.9.1.1".parse().unwrap()), Ok(&vti));
+        // A VTI with a route into it cannot go; without, it can.
+        let mut st3 = st.clone();
+        assert_eq!(
+            st3.del_vti("vti0").unwrap_err(),
+            "VTI 'vti0' is used by route 10.9.0.0/16: delete the route first"
+        );
+        st2.del_vti("vti0").unwrap();
+        assert!(st2.ipsec.vtis.is_empty());
+        // Its SAs are bound to it: neither detachable as the outbound SA nor reusable.
+        assert!(st3
+            .ipsec
+            .del_sa("out1")
+            .unwrap_err()
+            .contains("outbound SA of VTI 'vti0'"));
+        st3.ipsec.del_sa("in1").unwrap();
+        assert!(st3.ipsec.vtis[0].sa_in.is_empty());
+    }
+
+    #[test]
+    fn vti_refusals_name_the_field() {
+        refused(
+            &format!("{BASE}{}", VTI.replace("sa_out = \"out1\"", "sa_out = \"in1\"")),
+            "ipsec.vti[0].sa_out: SA 'in1' is inbound",
+        );
+        refused(
+            &format!("{BASE}{}", VTI.replace("sa_in = [\"in1\"]", "sa_in = [\"nope\"]")),
+            "ipsec.vti[0].sa_in[0]: no SA named 'nope'",
+        );
+        refused(
+            &format!(
+                "{}{VTI}",
+                BASE.replace("src = \"192.0.2.1\"\ndst = \"192.0.2.2\"", "mode = \"transport\"")
+            ),
+            "ipsec.vti[0].sa_out: SA 'out1' is in transport mode",
+        );
+        refused(
+            &format!("{BASE}{}", VTI.replace("name = \"vti0\"", "name = \"lan\"")),
+            "ipsec.vti[0].name: 'lan' is already an interface name",
+        );
+        refused(
+            &format!("{BASE}{}", VTI.replace("172.16.0.5/30", "10.0.0.1/24")),
+            "VTI 'vti0'.addresses: 10.0.0.1 is already on interface 'lan'",
+        );
+        refused(
+            &format!("{BASE}{}", VTI.replace("172.16.0.5/30", "10.0.0.9/24")),
+            "VTI 'vti0'.addresses: subnet 10.0.0.0/24 is already on interface 'lan'",
+        );
+        refused(
+            &format!("{BASE}{}", VTI.replace("mtu", "x").replace("addresses", "mtu = 100\naddresses")),
+            "ipsec.vti[0].mtu: 100 is outside 576..=9000",
+        );
+        refused(
+            &format!(
+                "{BASE}{}",
+                VTI.replace("interface = \"vti0\"", "interface = \"vti0\"\nvia = \"172.16.0.6\"")
+            ),
+            "routes[0].via: a route into VTI 'vti0' takes no gateway",
+        );
+        let policy = r#"
+[[ipsec.policy]]
+name = "p"
+priority = 1
+direction = "both"
+src = "10.0.0.0/24"
+dst = "10.9.0.0/16"
+action = "protect"
+sa = ["out1"]
+"#;
+        refused(
+            &format!("{BASE}{policy}{VTI}"),
+            "ipsec.vti[0].sa_out: SA 'out1' is already used by policy 'p'",
+        );
+    }
+
+    #[test]
+    fn attach_and_detach_make_a_rekey() {
+        let policy = r#"
+[[ipsec.policy]]
+name = "p"
+priority = 1
+direction = "both"
+src = "10.0.0.0/24"
+dst = "10.9.0.0/16"
+action = "protect"
+sa = ["out1"]
+sa_in = ["in1"]
+"#;
+        let mut st = state(policy).unwrap();
+        let ip = &mut st.ipsec;
+        assert!(ip
+            .del_sa("out1")
+            .unwrap_err()
+            .contains("only outbound SA of policy 'p'"));
+        let mut out2 = ip.sas[0].raw.clone();
+        out2.name = "out2".into();
+        out2.spi = 4098;
+        let mut in2 = ip.sas[1].raw.clone();
+        in2.name = "in2".into();
+        in2.spi = 8194;
+        ip.add_sa(&out2).unwrap();
+        ip.add_sa(&in2).unwrap();
+        ip.attach_sa("in2", "p").unwrap();
+        ip.attach_sa("out2", "p").unwrap();
+        assert_eq!(
+            ip.attach_sa("out2", "p").unwrap_err(),
+            "SA 'out2' is already used by policy 'p'"
+        );
+        assert_eq!(
+            ip.attach_sa("in2", "nope").unwrap_err(),
+            "SA 'in2' is already used by policy 'p'"
+        );
+        let PolicyAction::Protect { sa_out, sa_in } = &ip.policies[0].action else {
+            panic!()
+        };
+        assert_eq!(sa_out, &["out1", "out2"]);
+        assert_eq!(sa_in, &["in1", "in2"]);
+        // The newest outbound SA protects; both inbound SAs are admitted.
+        let mut pl = SaPlacement::default();
+        for (k, n) in ["out1", "in1", "out2", "in2"].iter().enumerate() {
+            pl.slots.insert(n.to_string(), SaRef { slot: k as u32, owner: 0 });
+        }
+        let t = ip.tables(&pl, 1, &[]);
+        assert_eq!(
+            t.policies()[0].action,
+            Action::Protect {
+                out: Some(SaRef { slot: 2, owner: 0 }),
+                inbound: vec![1, 3]
+            }
+        );
+        ip.del_sa("out1").unwrap();
+        ip.del_sa("in1").unwrap();
+        let PolicyAction::Protect { sa_out, sa_in } = &ip.policies[0].action else {
+            panic!()
+        };
+        assert_eq!((sa_out.as_slice(), sa_in.as_slice()), (&["out2".to_string()][..], &["in2".to_string()][..]));
+        assert_eq!(ip.policies[0].raw.sa, ["out2"]);
+        // A lingering inbound SA keeps its SPI and its admission.
+        pl.slots.remove("in1");
+        pl.lingering.push(Lingering {
+            sa: SaRef { slot: 1, owner: 0 },
+            spi: 8193,
+            policies: vec!["p".into()],
+            vtis: vec![],
+        });
+        let t = ip.tables(&pl, 1, &[]);
+        assert_eq!(t.sa_in.get(&8193), Some(&SaRef { slot: 1, owner: 0 }));
+        assert_eq!(
+            t.policies()[0].action,
+            Action::Protect {
+                out: Some(SaRef { slot: 2, owner: 0 }),
+                inbound: vec![3, 1]
+            }
+        );
+    }
+
+    #[test]
+    fn vti_mtu_leaves_room_for_the_worst_case_overhead() {
+        let cfg = |suite, v6: bool, natt: bool| {
+            let mode = if v6 {
+                Mode::Tunnel6 {
+                    local: "::1".parse().unwrap(),
+                    remote: "::2".parse().unwrap(),
+                }
+            } else {
+                Mode::Tunnel4 {
+                    local: "10.0.0.1".parse().unwrap(),
+                    remote: "10.0.0.2".parse().unwrap(),
+                }
+            };
+            let mut c = SaConfig::new(300, mode, suite);
+            c.natt = natt.then(NatT::default);
+            c
+        };
+        let gcm = Suite::AesGcm(AesKeyLen::Aes128);
+        let cbc = Suite::AesCbc(AesKeyLen::Aes128, Integ::HmacSha256_128);
+        assert_eq!(esp_overhead_mtu(&cfg(gcm, false, false), 1500), 1446);
+        assert_eq!(esp_overhead_mtu(&cfg(cbc, false, false), 1500), 1438);
+        assert_eq!(esp_overhead_mtu(&cfg(gcm, true, true), 1500), 1418);
+        // Every inner size up to the MTU seals to at most the underlay MTU (and one more
+        // octet would not fit): the Vyatta example, 84 octets -> 140 with AES-GCM over IPv4.
+        for (suite, v6, natt) in [(gcm, false, false), (cbc, false, true), (cbc, true, false)] {
+            let c = cfg(suite, v6, natt);
+            let sealed = |inner: usize| {
+                let outer = if v6 { 40 } else { 20 } + if natt { 8 } else { 0 };
+                let a = suite.pad_align();
+                outer + 8 + suite.iv_len() + (inner + 2).div_ceil(a) * a + suite.icv_len()
+            };
+            let m = esp_overhead_mtu(&c, 1500) as usize;
+            assert!(sealed(m) <= 1500 && sealed(m + 1) > 1500, "{suite:?} {v6} {natt}");
+        }
+        assert_eq!(20 + 8 + 8 + (84 + 2usize).div_ceil(4) * 4 + 16, 140);
+    }
+}
