@@ -1027,7 +1027,10 @@ key = "1102030405060708090a0b0c0d0e0f1011121314"
     fn refused(cfg: &str, needle: &str) {
         match RawConfig::parse(cfg).and_then(|r| State::from_config(&r)) {
             Ok(_) => panic!("accepted, expected an error containing '{needle}'"),
-            Err(e) => assert!(e.contains(needle), "error '{e}' does not contain '{needle}'"),
+            Err(e) => assert!(
+                e.contains(needle),
+                "error '{e}' does not contain '{needle}'"
+            ),
         }
     }
 
@@ -1061,11 +1064,17 @@ interface = "vti0"
             "ipsec.sa[0].key: 16 bytes given, aes-gcm-128 takes exactly 20 (40 hex digits, the 4-byte salt included)",
         );
         refused(
-            &b.replace("direction = \"out\"", "direction = \"out\"\nprotocol = \"ah\""),
+            &b.replace(
+                "direction = \"out\"",
+                "direction = \"out\"\nprotocol = \"ah\"",
+            ),
             "ipsec.sa[0].protocol: 'ah': AH is not supported",
         );
         refused(
-            &b.replace("direction = \"out\"", "direction = \"out\"\nipcomp = \"deflate\""),
+            &b.replace(
+                "direction = \"out\"",
+                "direction = \"out\"\nipcomp = \"deflate\"",
+            ),
             "ipsec.sa[0].ipcomp: 'deflate': IPComp is not supported",
         );
         for alg in ["3des", "des", "3des-cbc", "des-cbc"] {
@@ -1079,7 +1088,10 @@ interface = "vti0"
             "encryption = \"aes-cbc-128\"\nkey = \"0102030405060708090a0b0c0d0e0f10\"\nintegrity = \"hmac-md5-96\"\nintegrity_key = \"00112233445566778899aabbccddeeff\"",
             1,
         );
-        refused(&cbc, "ipsec.sa[0].integrity: 'hmac-md5-96': MD5 is not supported");
+        refused(
+            &cbc,
+            "ipsec.sa[0].integrity: 'hmac-md5-96': MD5 is not supported",
+        );
         refused(
             &cbc.replace("hmac-md5-96", "hmac-sha256-128"),
             "ipsec.sa[0].integrity_key: 16 bytes given, exactly 32 needed",
@@ -1093,7 +1105,11 @@ interface = "vti0"
             "ipsec.sa[0].integrity: 'hmac-sha256-128': aes-gcm-128 is an AEAD algorithm and takes no separate integrity algorithm",
         );
         refused(
-            &b.replacen("encryption = \"aes-gcm-128\"", "encryption = \"aes-cbc-128\"", 1),
+            &b.replacen(
+                "encryption = \"aes-gcm-128\"",
+                "encryption = \"aes-cbc-128\"",
+                1,
+            ),
             "ipsec.sa[0].integrity: aes-cbc-128 needs an integrity algorithm",
         );
         // The same SA set is fine.
@@ -1130,7 +1146,8 @@ interface = "vti0"
 
         // Removing the route leaves the VTI but nothing else goes into it.
         let mut st2 = st.clone();
-        st2.del_route(Prefix::parse("10.9.0.0/16").unwrap()).unwrap();
+        st2.del_route(Prefix::parse("10.9.0.0/16").unwrap())
+            .unwrap();
         let t2 = build_tables(&st2, &Runtime::fake(2), &Default::default(), 2, &pl).unwrap();
         assert_ne!(t2.fib.lookup("10.9.1.1".parse().unwrap()), Ok(&vti));
         // A VTI with a route into it cannot go; without, it can.
@@ -1154,17 +1171,26 @@ interface = "vti0"
     #[test]
     fn vti_refusals_name_the_field() {
         refused(
-            &format!("{BASE}{}", VTI.replace("sa_out = \"out1\"", "sa_out = \"in1\"")),
+            &format!(
+                "{BASE}{}",
+                VTI.replace("sa_out = \"out1\"", "sa_out = \"in1\"")
+            ),
             "ipsec.vti[0].sa_out: SA 'in1' is inbound",
         );
         refused(
-            &format!("{BASE}{}", VTI.replace("sa_in = [\"in1\"]", "sa_in = [\"nope\"]")),
+            &format!(
+                "{BASE}{}",
+                VTI.replace("sa_in = [\"in1\"]", "sa_in = [\"nope\"]")
+            ),
             "ipsec.vti[0].sa_in[0]: no SA named 'nope'",
         );
         refused(
             &format!(
                 "{}{VTI}",
-                BASE.replace("src = \"192.0.2.1\"\ndst = \"192.0.2.2\"", "mode = \"transport\"")
+                BASE.replace(
+                    "src = \"192.0.2.1\"\ndst = \"192.0.2.2\"",
+                    "mode = \"transport\""
+                )
             ),
             "ipsec.vti[0].sa_out: SA 'out1' is in transport mode",
         );
@@ -1181,13 +1207,20 @@ interface = "vti0"
             "VTI 'vti0'.addresses: subnet 10.0.0.0/24 is already on interface 'lan'",
         );
         refused(
-            &format!("{BASE}{}", VTI.replace("mtu", "x").replace("addresses", "mtu = 100\naddresses")),
+            &format!(
+                "{BASE}{}",
+                VTI.replace("mtu", "x")
+                    .replace("addresses", "mtu = 100\naddresses")
+            ),
             "ipsec.vti[0].mtu: 100 is outside 576..=9000",
         );
         refused(
             &format!(
                 "{BASE}{}",
-                VTI.replace("interface = \"vti0\"", "interface = \"vti0\"\nvia = \"172.16.0.6\"")
+                VTI.replace(
+                    "interface = \"vti0\"",
+                    "interface = \"vti0\"\nvia = \"172.16.0.6\""
+                )
             ),
             "routes[0].via: a route into VTI 'vti0' takes no gateway",
         );
@@ -1252,7 +1285,13 @@ sa_in = ["in1"]
         // The newest outbound SA protects; both inbound SAs are admitted.
         let mut pl = SaPlacement::default();
         for (k, n) in ["out1", "in1", "out2", "in2"].iter().enumerate() {
-            pl.slots.insert(n.to_string(), SaRef { slot: k as u32, owner: 0 });
+            pl.slots.insert(
+                n.to_string(),
+                SaRef {
+                    slot: k as u32,
+                    owner: 0,
+                },
+            );
         }
         let t = ip.tables(&pl, 1, &[]);
         assert_eq!(
@@ -1267,7 +1306,10 @@ sa_in = ["in1"]
         let PolicyAction::Protect { sa_out, sa_in } = &ip.policies[0].action else {
             panic!()
         };
-        assert_eq!((sa_out.as_slice(), sa_in.as_slice()), (&["out2".to_string()][..], &["in2".to_string()][..]));
+        assert_eq!(
+            (sa_out.as_slice(), sa_in.as_slice()),
+            (&["out2".to_string()][..], &["in2".to_string()][..])
+        );
         assert_eq!(ip.policies[0].raw.sa, ["out2"]);
         // A lingering inbound SA keeps its SPI and its admission.
         pl.slots.remove("in1");
@@ -1321,7 +1363,10 @@ sa_in = ["in1"]
                 outer + 8 + suite.iv_len() + (inner + 2).div_ceil(a) * a + suite.icv_len()
             };
             let m = esp_overhead_mtu(&c, 1500) as usize;
-            assert!(sealed(m) <= 1500 && sealed(m + 1) > 1500, "{suite:?} {v6} {natt}");
+            assert!(
+                sealed(m) <= 1500 && sealed(m + 1) > 1500,
+                "{suite:?} {v6} {natt}"
+            );
         }
         assert_eq!(20 + 8 + 8 + (84 + 2usize).div_ceil(4) * 4 + 16, 140);
     }
