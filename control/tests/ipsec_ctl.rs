@@ -317,7 +317,11 @@ fn open(peer: &mut HashMap<u32, Sa>, f: &[u8]) -> (u32, u64, u32) {
     let mut p = HeapPacket::from_frame(&f[14..]);
     let info = esp::decap(sa, &mut p).expect("the peer decrypts (no replay, no ICV error)");
     let d = p.data();
-    (spi, info.seq, u32::from_be_bytes(d[28..32].try_into().unwrap()))
+    (
+        spi,
+        info.seq,
+        u32::from_be_bytes(d[28..32].try_into().unwrap()),
+    )
 }
 
 fn sa_req(name: &str, spi: u64, inbound: bool, key: &str) -> RawSa {
@@ -347,7 +351,10 @@ fn rekey_under_a_stream_loses_nothing_and_the_old_inbound_sa_lingers() {
     let n = 3000u32;
     let mut seen_out: Vec<(u32, u64, u32)> = Vec::new();
     let mut seen_in: Vec<u32> = Vec::new();
-    let collect = |r: &mut Rig, out: &mut Vec<(u32, u64, u32)>, inb: &mut Vec<u32>, po: &mut HashMap<u32, Sa>| {
+    let collect = |r: &mut Rig,
+                   out: &mut Vec<(u32, u64, u32)>,
+                   inb: &mut Vec<u32>,
+                   po: &mut HashMap<u32, Sa>| {
         for f in r.take(1) {
             out.push(open(po, &f));
         }
@@ -359,7 +366,11 @@ fn rekey_under_a_stream_loses_nothing_and_the_old_inbound_sa_lingers() {
     let mut inbound_sa_switched = false;
     for seq in 0..n {
         r.send(0, from_a(seq));
-        let s = if inbound_sa_switched { &mut peer_in2 } else { &mut peer_in1 };
+        let s = if inbound_sa_switched {
+            &mut peer_in2
+        } else {
+            &mut peer_in1
+        };
         r.send(1, from_peer(s, seq));
         match seq {
             // Make: the new inbound SA first (admitted beside the old one), then the new
@@ -380,7 +391,9 @@ fn rekey_under_a_stream_loses_nothing_and_the_old_inbound_sa_lingers() {
             // Break: the old SAs go while traffic flows; the peer still uses in1 for a
             // while (the grace period covers it).
             1500 => {
-                r.ok(Request::SaDel { name: "out1".into() });
+                r.ok(Request::SaDel {
+                    name: "out1".into(),
+                });
                 r.ok(Request::SaDel { name: "in1".into() });
             }
             2000 => inbound_sa_switched = true,
@@ -420,10 +433,18 @@ fn rekey_under_a_stream_loses_nothing_and_the_old_inbound_sa_lingers() {
     stream.sort_unstable();
     assert_eq!(stream, (0..n).collect::<Vec<_>>());
     for spi in [0x1001u32, 0x1002] {
-        let mut seqs: Vec<u64> = seen_out.iter().filter(|x| x.0 == spi).map(|x| x.1).collect();
+        let mut seqs: Vec<u64> = seen_out
+            .iter()
+            .filter(|x| x.0 == spi)
+            .map(|x| x.1)
+            .collect();
         seqs.sort_unstable();
         assert!(!seqs.is_empty(), "SPI {spi:#x} used");
-        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "SPI {spi:#x}");
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as u64).collect::<Vec<_>>(),
+            "SPI {spi:#x}"
+        );
     }
     seen_in.sort_unstable();
     assert_eq!(seen_in, (0..n).collect::<Vec<_>>());
@@ -464,7 +485,10 @@ fn rekey_under_a_stream_loses_nothing_and_the_old_inbound_sa_lingers() {
     // Policy counters: everything protected both ways.
     let stats = r.ok(Request::ShowIpsecStats).data;
     let p = &stats[0];
-    assert_eq!((p["kind"].as_str(), p["name"].as_str()), (Some("policy"), Some("p")));
+    assert_eq!(
+        (p["kind"].as_str(), p["name"].as_str()),
+        (Some("policy"), Some("p"))
+    );
     assert_eq!(p["packets_out"].as_u64(), Some(n as u64));
     assert_eq!(p["packets_in"].as_u64(), Some(n as u64));
     assert_eq!(p["discarded"].as_u64(), Some(0));
