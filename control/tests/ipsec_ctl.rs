@@ -493,3 +493,284 @@ fn rekey_under_a_stream_loses_nothing_and_the_old_inbound_sa_lingers() {
     assert_eq!(p["packets_in"].as_u64(), Some(n as u64));
     assert_eq!(p["discarded"].as_u64(), Some(0));
 }
+
+fn show(r: &mut Rig, f: impl FnOnce(&mut Request)) -> Vec<serde_json::Value> {
+    let mut req = Request::ShowIpsecSa {
+        name: None,
+        spi: None,
+        peer: None,
+        selector: None,
+        detail: false,
+    };
+    f(&mut req);
+    r.ok(req).data.as_array().unwrap().clone()
+}
+
+fn names(rows: &[serde_json::Value]) -> Vec<String> {
+    let mut v: Vec<String> = rows
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+#[test]
+fn lifetimes_clear_filters_vti_and_refusals() {
+    let mut r = Rig::new();
+    let mut peer_open: HashMap<u32, Sa> = HashMap::new();
+    peer_open.insert(0x1001, gcm(0x1001, KEY_OUT1, THEM, ME));
+
+    // A refused change names the field and changes nothing.
+    let v = r.ctl.published_version();
+    let mut bad = sa_req("out2", 0x1002, false, &KEY_OUT2[..38]);
+    let e = r.ctl.handle(Request::SaAdd {
+        sa: bad.clone(),
+        policy: Some("p".into()),
+        vti: None,
+    });
+    assert!(
+        e.error
+            .as_deref()
+            .unwrap()
+            .contains("ipsec.sa[2].key: 19 bytes given"),
+        "{e:?}"
+    );
+    bad.key = KEY_OUT2.into();
+    bad.spi = 200;
+    let e = r.ctl.handle(Request::SaAdd {
+        sa: bad.clone(),
+        policy: None,
+        vti: None,
+    });
+    assert!(
+        e.error.as_deref().unwrap().contains("ipsec.sa[2].spi: 200"),
+        "{e:?}"
+    );
+    bad.spi = 0x1002;
+    let e = r.ctl.handle(Request::SaAdd {
+        sa: bad.clone(),
+        policy: Some("nope".into()),
+        vti: None,
+    });
+    assert_eq!(e.error.as_deref(), Some("policy: no policy named 'nope'"));
+    let e = r.ctl.handle(Request::SaDel {
+        name: "out1".into(),
+    });
+    assert!(e
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("only outbound SA of policy 'p'"));
+    assert_eq!(r.ctl.published_version(), v);
+    assert_eq!(names(&show(&mut r, |_| {})), ["in1", "out1"]);
+
+    // Filters: SPI, peer, selector by policy name and by an address it covers.
+    assert_eq!(
+        names(&show(&mut r, |q| {
+            if let Request::ShowIpsecSa { spi, .. } = q {
+                *spi = Some(0x2001)
+            }
+        })),
+        ["in1"]
+    );
+    assert_eq!(
+        names(&show(&mut r, |q| {
+            if let Request::ShowIpsecSa { peer, .. } = q {
+                *peer = Some("192.0.2.2".into())
+            }
+        }))
+        .len(),
+        2
+    );
+    assert!(
+        show(&mut r, |q| if let Request::ShowIpsecSa { peer, .. } = q {
+            *peer = Some("192.0.2.9".into())
+        })
+        .is_empty()
+    );
+    for sel in ["p", "10.9.3.4", "10.0.0.0/16"] {
+        assert_eq!(
+            names(&show(&mut r, |q| {
+                if let Request::ShowIpsecSa { selector, .. } = q {
+                    *selector = Some(sel.into())
+                }
+            }))
+            .len(),
+            2,
+            "{sel}"
+        );
+    }
+    assert!(show(&mut r, |q| {
+        if let Request::ShowIpsecSa { selector, .. } = q {
+            *selector = Some("172.20.0.0/16".into())
+        }
+    })
+    .is_empty());
+
+    // Traffic, then clear by policy: the outbound SA starts again at sequence number 1.
+    let send_and_open = |r: &mut Rig, peer_open: &mut HashMap<u32, Sa>, seq: u32| {
+        r.send(0, from_a(seq));
+        let mut got = Vec::new();
+        r.until("sealed", |r| {
+            got.extend(r.take(1));
+            !got.is_empty()
+        });
+        open(peer_open, &got[0])
+    };
+    assert_eq!(send_and_open(&mut r, &mut peer_open, 1).1, 1);
+    assert_eq!(send_and_open(&mut r, &mut peer_open, 2).1, 2);
+    for bad in [
+        Request::ClearIpsecSa {
+            spi: None,
+            peer: None,
+            policy: None,
+            all: false,
+        },
+        Request::ClearIpsecSa {
+            spi: Some(1),
+            peer: None,
+            policy: None,
+            all: true,
+        },
+    ] {
+        let e = r.ctl.handle(bad);
+        assert!(
+            e.error.as_deref().unwrap().contains("exactly one of"),
+            "{e:?}"
+        );
+    }
+    let e = r.ctl.handle(Request::ClearIpsecSa {
+        spi: Some(0x9999),
+        peer: None,
+        policy: None,
+        all: false,
+    });
+    assert_eq!(
+        e.error.as_deref(),
+        Some("clear ipsec sa: no installed SA matches")
+    );
+    let c = r.ok(Request::ClearIpsecSa {
+        spi: None,
+        peer: None,
+        policy: Some("p".into()),
+        all: false,
+    });
+    assert_eq!(c.data["cleared"], serde_json::json!(["out1", "in1"]));
+    r.settle();
+    // The peer clears its end too (fresh replay window), as with any manual SA.
+    peer_open.insert(0x1001, gcm(0x1001, KEY_OUT1, THEM, ME));
+    assert_eq!(send_and_open(&mut r, &mut peer_open, 3).1, 1);
+
+    // Lifetimes in seconds: a new outbound SA with soft 2 s / hard 5 s takes over.
+    let mut timed = sa_req("out2", 0x1002, false, KEY_OUT2);
+    timed.lifetime.soft_seconds = 2;
+    timed.lifetime.hard_seconds = 5;
+    r.ok(Request::SaAdd {
+        sa: timed,
+        policy: Some("p".into()),
+        vti: None,
+    });
+    r.settle();
+    peer_open.insert(0x1002, gcm(0x1002, KEY_OUT2, THEM, ME));
+    assert_eq!(send_and_open(&mut r, &mut peer_open, 4).0, 0x1002);
+    let state = |r: &mut Rig| {
+        show(r, |q| {
+            if let Request::ShowIpsecSa { name, detail, .. } = q {
+                *name = Some("out2".into());
+                *detail = true;
+            }
+        })[0]
+            .clone()
+    };
+    let s = state(&mut r);
+    assert_eq!(s["state"], "mature");
+    assert_eq!(
+        s["lifetime_hard"],
+        "5 seconds; unlimited bytes; unlimited packets"
+    );
+    assert_eq!(s["spi"], "0x00001002");
+    assert_eq!(s["spi_dec"], 4098);
+    r.ctl.poll(Instant::now() + Duration::from_secs(3));
+    assert_eq!(state(&mut r)["state"], "rekey-needed");
+    r.ctl.poll(Instant::now() + Duration::from_secs(6));
+    assert_eq!(state(&mut r)["state"], "expired");
+    r.send(0, from_a(5));
+    r.until("expired SA refuses", |r| {
+        r.drops().get("esp-sa-expired") == Some(&1)
+    });
+    assert!(r.take(1).is_empty());
+
+    // A VTI beside the policy: route 10.8.0.0/16 into it; its SAs are its own.
+    r.ok(Request::SaAdd {
+        sa: sa_req("vout", 0x3001, false, KEY_OUT1),
+        policy: None,
+        vti: None,
+    });
+    r.ok(Request::SaAdd {
+        sa: sa_req("vin", 0x3002, true, KEY_IN1),
+        policy: None,
+        vti: None,
+    });
+    let e = r.ctl.handle(Request::VtiAdd {
+        vti: control::config::RawVti {
+            name: "vti0".into(),
+            sa_out: "out2".into(),
+            sa_in: vec![],
+            addresses: vec![],
+            mtu: None,
+        },
+    });
+    assert_eq!(
+        e.error.as_deref(),
+        Some("ipsec.vti[0].sa_out: SA 'out2' is already used by policy 'p'")
+    );
+    r.ok(Request::VtiAdd {
+        vti: control::config::RawVti {
+            name: "vti0".into(),
+            sa_out: "vout".into(),
+            sa_in: vec!["vin".into()],
+            addresses: vec!["172.16.0.5/30".into()],
+            mtu: None,
+        },
+    });
+    r.ok(Request::RouteAdd {
+        route: control::config::RawRoute {
+            prefix: "10.8.0.0/16".into(),
+            interface: Some("vti0".into()),
+            ..Default::default()
+        },
+    });
+    let ifs = r.ok(Request::ShowInterfaces).data;
+    let vti = ifs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "vti0")
+        .unwrap();
+    assert_eq!(vti["port"], "vti");
+    assert_eq!(vti["mtu"], 1446);
+    assert_eq!(vti["sa"], "out vout in vin");
+    let routes = r.ok(Request::ShowRoutes).data;
+    assert!(routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["prefix"] == "10.8.0.0/16" && x["interface"] == "vti0"));
+    let e = r.ctl.handle(Request::VtiDel {
+        name: "vti0".into(),
+    });
+    assert!(e
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("used by route 10.8.0.0/16"));
+    let stats = r.ok(Request::ShowIpsecStats).data;
+    let kinds: Vec<&str> = stats
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["policy", "default", "vti", "mode", "mode"]);
+}
