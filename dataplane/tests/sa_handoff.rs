@@ -2,7 +2,6 @@
 //! in the owner's hand-off ring (classified by another worker with tables that still named
 //! it) takes effect only after those packets went through, so none is lost.
 
-use crossbeam::queue::ArrayQueue;
 use dataplane::esp::store::{OwnedSa, SaCmd};
 use dataplane::esp::{AesKeyLen, Mode, Sa, SaConfig, Suite};
 use dataplane::outer::OuterPolicy;

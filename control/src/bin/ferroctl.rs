@@ -111,8 +111,8 @@ enum ClearIpsec {
     /// Reinstall SAs from their configuration (sequence numbers, replay window, counters and
     /// lifetimes start again); give exactly one selector. Clear both ends of a manual SA.
     Sa {
-        #[arg(long, value_parser = parse_spi)]
-        spi: Option<u64>,
+        #[arg(long, value_parser = parse_spi32)]
+        spi: Option<u32>,
         #[arg(long)]
         peer: Option<String>,
         /// A policy or VTI: the SAs it uses.
@@ -216,12 +216,18 @@ struct PolicyAdd {
     interface: Option<String>,
 }
 
-/// SPIs in decimal or 0x-hex.
+/// SPIs in decimal or 0x-hex (the daemon checks the range of an SA's SPI and names it).
 fn parse_spi(s: &str) -> Result<u64, String> {
     match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(h) => u64::from_str_radix(h, 16).map_err(|e| format!("'{s}': {e}")),
         None => s.parse().map_err(|e| format!("'{s}': {e}")),
     }
+}
+
+/// An SPI to look for: must fit 32 bits.
+fn parse_spi32(s: &str) -> Result<u32, String> {
+    let v = parse_spi(s)?;
+    u32::try_from(v).map_err(|_| format!("'{s}': an SPI is at most 4294967295 (0xffffffff)"))
 }
 
 #[derive(Subcommand)]
@@ -231,8 +237,8 @@ enum IpsecShow {
     Sa {
         #[arg(long)]
         name: Option<String>,
-        #[arg(long, value_parser = parse_spi)]
-        spi: Option<u64>,
+        #[arg(long, value_parser = parse_spi32)]
+        spi: Option<u32>,
         #[arg(long)]
         peer: Option<String>,
         /// A policy or VTI name, or an address / prefix the SA's selectors cover.
@@ -330,7 +336,7 @@ fn main() -> ExitCode {
                     },
             } => Request::ShowIpsecSa {
                 name,
-                spi: spi.map(|s| s as u32),
+                spi,
                 peer,
                 selector,
                 detail,
@@ -411,7 +417,7 @@ fn main() -> ExitCode {
                         },
                 },
         } => Request::ClearIpsecSa {
-            spi: spi.map(|s| s as u32),
+            spi,
             peer,
             policy,
             all,
