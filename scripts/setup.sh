@@ -14,7 +14,7 @@ die() { echo "setup: error: $*" >&2; exit 1; }
 
 PACKAGES=(
     dpdk dpdk-dev libdpdk-dev dpdk-doc pkg-config clang libclang-dev gcc
-    iproute2 iputils-ping ethtool tcpdump tshark python3-scapy libpcap-dev
+    iproute2 iputils-ping ethtool tcpdump tshark python3-scapy python3-cryptography libpcap-dev
     strongswan strongswan-swanctl strongswan-charon strongswan-libcharon
     libstrongswan-standard-plugins libstrongswan-extra-plugins libcharon-extra-plugins
 )

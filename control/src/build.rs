@@ -2,16 +2,20 @@
 //! (`State::ifaces[i]` is dataplane `IfIndex` i). Addresses become local host routes,
 //! connected subnets glean routes, resolved neighbors host routes with a full L2 rewrite
 //! (adjacency), and static routes point at their gateway's adjacency when it is resolved.
+//! Tunnels are interfaces after the port ones; their addresses and connected subnets route
+//! into them, and L2 tunnels are tied to their cross-connected port or VLAN.
 
 use crate::parse::Prefix;
 use crate::state::ipsec::esp_overhead_mtu;
 use crate::state::{RouteTarget, State};
 use dataplane::tables::fib::{Fib, FibRoute, NextHop};
-use dataplane::tables::iface::{Adjacency, IfKind, Interface, PortEntry};
+use dataplane::tables::iface::{Adjacency, IfKind, Interface, PortEntry, XCONNECT_PORT};
+use dataplane::tables::tunnels::{Attach, TunnelEntry, TunnelShared, TunnelSpec, TunnelTable};
 use dataplane::tables::Tables;
 use dataplane::wire::Mac;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// What only exists once ports are up.
 #[derive(Debug, Clone, Default)]
@@ -52,6 +56,10 @@ impl NhSet {
     }
 }
 
+/// Per-tunnel state that outlives table versions (counters, sequence numbers), by tunnel
+/// name; `build_tables` adds what is missing, the controller prunes what was deleted.
+pub type TunnelStates = HashMap<String, Arc<TunnelShared>>;
+
 /// Build tables from `state`, with the dynamic neighbors merged over the static ones.
 pub fn build_tables(
     st: &State,
@@ -59,6 +67,7 @@ pub fn build_tables(
     dynamic: &Neighbors,
     version: u64,
     sas: &crate::state::ipsec::SaPlacement,
+    tunnel_states: &mut TunnelStates,
 ) -> Result<Tables, String> {
     let mut interfaces = Vec::new();
     let max_port = rt.port_ids.iter().copied().max().unwrap_or(0) as usize;
@@ -102,6 +111,24 @@ pub fn build_tables(
         }
     }
 
+    // Tunnel interfaces follow the port ones: tunnel k is interface `st.tunnel_ifindex(k)`.
+    for (k, t) in st.tunnels.iter().enumerate() {
+        let first = |v6: bool| t.addrs.iter().map(|a| a.addr).find(|a| a.is_ipv6() == v6);
+        interfaces.push(Interface {
+            kind: IfKind::Tunnel { tunnel: k as u32 },
+            mac: Mac::ZERO,
+            mtu: st.tunnel_mtu(k),
+            icmp_src_v4: first(false).and_then(|a| match a {
+                IpAddr::V4(v) => Some(v.octets()),
+                _ => None,
+            }),
+            icmp_src_v6: first(true).and_then(|a| match a {
+                IpAddr::V6(v) => Some(v.octets()),
+                _ => None,
+            }),
+        });
+    }
+    // VTIs after the tunnels.
     let vti_ifs = vti_interfaces(st, &mut interfaces);
 
     let mut neigh: Neighbors = st
@@ -143,6 +170,16 @@ pub fn build_tables(
             routes.insert(host, nhs.id(NextHop::Local { ifindex: i as u16 }));
         }
     }
+    for (k, t) in st.tunnels.iter().enumerate() {
+        let ifindex = st.tunnel_ifindex(k) as u16;
+        for a in &t.addrs {
+            let host = Prefix {
+                addr: a.addr,
+                len: if a.addr.is_ipv6() { 128 } else { 32 },
+            };
+            routes.insert(host, nhs.id(NextHop::Local { ifindex }));
+        }
+    }
     for (v, &(ifindex, _)) in st.ipsec.vtis.iter().zip(&vti_ifs) {
         for a in &v.addrs {
             let host = Prefix {
@@ -153,14 +190,20 @@ pub fn build_tables(
         }
     }
     for r in &st.routes {
-        let nh = match r.target {
+        let nh = match &r.target {
             RouteTarget::Blackhole => NextHop::Blackhole,
-            RouteTarget::Iface(i) => NextHop::Glean { ifindex: i as u16 },
-            RouteTarget::Vti(ref n) => match st.ipsec.vti(n) {
+            RouteTarget::Iface(i) => NextHop::Glean { ifindex: *i as u16 },
+            RouteTarget::Vti(n) => match st.ipsec.vti(n) {
                 Some(k) => NextHop::Vti { vti: k as u32 },
                 None => return Err(format!("route {}: no VTI named '{n}'", r.prefix)),
             },
-            RouteTarget::Via { gateway, iface } => {
+            RouteTarget::Tunnel(name) => {
+                let k = st
+                    .tunnel_index(name)
+                    .ok_or_else(|| format!("route {}: no tunnel named '{name}'", r.prefix))?;
+                NextHop::Tunnel { tunnel: k as u32 }
+            }
+            &RouteTarget::Via { gateway, iface } => {
                 let Some(i) = iface.or_else(|| st.connected_iface(gateway)) else {
                     return Err(format!(
                         "route {}: gateway {gateway} is not on a connected subnet",
@@ -185,6 +228,13 @@ pub fn build_tables(
             routes.entry(a.subnet()).or_insert(id);
         }
     }
+    // A tunnel's connected subnet is reached through the tunnel (point to point: no ARP).
+    for (k, t) in st.tunnels.iter().enumerate() {
+        for a in &t.addrs {
+            let id = nhs.id(NextHop::Tunnel { tunnel: k as u32 });
+            routes.entry(a.subnet()).or_insert(id);
+        }
+    }
     // A VTI's subnets are on the other side of it (point-to-point).
     for (k, v) in st.ipsec.vtis.iter().enumerate() {
         for a in &v.addrs {
@@ -195,7 +245,7 @@ pub fn build_tables(
     let mut nkeys: Vec<_> = neigh.iter().collect();
     nkeys.sort_by_key(|((i, ip), _)| (*i, *ip));
     for (&(i, ip), &mac) in nkeys {
-        if i >= interfaces.len() {
+        if i >= st.ifaces.len() {
             continue;
         }
         let host = Prefix {
@@ -214,13 +264,67 @@ pub fn build_tables(
         })
         .collect();
     let fib = Fib::build(&list, nhs.list)?;
+    let tunnels = build_tunnels(st, rt, &mut ports, tunnel_states)?;
     Ok(Tables {
         version,
         ports,
         interfaces,
         fib,
         ipsec: st.ipsec.tables(sas, st.workers.len() as u16, &vti_ifs),
+        tunnels,
     })
+}
+
+/// The tunnel table, and the cross-connects into the port entries.
+fn build_tunnels(
+    st: &State,
+    rt: &Runtime,
+    ports: &mut [PortEntry],
+    states: &mut TunnelStates,
+) -> Result<TunnelTable, String> {
+    let workers = st.workers.len();
+    let mut list = Vec::with_capacity(st.tunnels.len());
+    for (k, t) in st.tunnels.iter().enumerate() {
+        let attach = if t.is_l3() {
+            Attach::L3 {
+                ifindex: st.tunnel_ifindex(k) as u16,
+            }
+        } else {
+            match st.xconnects.iter().find(|x| x.tunnel == t.name) {
+                Some(x) => {
+                    let port = *rt
+                        .port_ids
+                        .get(x.port)
+                        .ok_or("runtime has fewer ports than the config")?;
+                    let vlan = x.vlan.unwrap_or(XCONNECT_PORT);
+                    if let Some(pe) = ports.get_mut(port as usize) {
+                        pe.xconnects.push((vlan, k as u32));
+                    }
+                    Attach::Xconnect {
+                        port,
+                        vlan: x.vlan.unwrap_or(0),
+                    }
+                }
+                None => Attach::Unattached,
+            }
+        };
+        let shared = states
+            .entry(t.name.clone())
+            .or_insert_with(|| Arc::new(TunnelShared::new(workers)))
+            .clone();
+        list.push(TunnelSpec {
+            entry: TunnelEntry {
+                encap: t.encap,
+                inbound_only: t.inbound_only,
+                attach,
+                mtu: st.tunnel_mtu(k),
+                shared,
+            },
+            remote_any: t.remote_any,
+            geneve_known: t.geneve_known.clone(),
+        });
+    }
+    TunnelTable::build(list)
 }
 
 /// The IP MTU of a VTI. Without a configured one, the largest inner packet that still fits

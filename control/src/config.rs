@@ -169,7 +169,7 @@ pub struct RawTunnel {
     pub local: String,
     /// Remote endpoint address or `any`.
     pub remote: String,
-    /// GRE key, VXLAN/Geneve VNI, NVGRE VSID.
+    /// GRE key, VXLAN / VXLAN-GPE / Geneve VNI, NVGRE VSID.
     #[serde(default)]
     pub key: Option<u32>,
     /// UDP destination port (VXLAN 4789, VXLAN-GPE 4790, Geneve 6081 by default).
@@ -196,9 +196,10 @@ pub struct RawTunnel {
     pub gre_checksum: bool,
     #[serde(default)]
     pub gre_sequence: bool,
-    /// VXLAN-GPE next protocol: ethernet | ipv4 | ipv6 (default ethernet).
+    /// What the tunnel carries: ethernet | ip | ipv4 | ipv6. Chooses between L2 (ethernet,
+    /// the default) and L3 for vxlan-gpe and geneve; narrows gre to one IP family.
     #[serde(default)]
-    pub gpe_next_protocol: Option<String>,
+    pub payload: Option<String>,
     /// Geneve options to send, as hex of whole TLVs.
     #[serde(default)]
     pub geneve_options: Option<String>,
@@ -271,6 +272,12 @@ pub struct RawSa {
     pub replay_window: Option<u32>,
     #[serde(default)]
     pub esn: bool,
+    /// Testing and interop only: the sequence number of the first packet sent (`out`) or the
+    /// lowest one expected (`in`), for an SA that continues a sequence started elsewhere (a
+    /// peer that resumed; ESN tests that must cross 2^32). Absent = 1, the only value a
+    /// normal SA uses. Without `esn` at most 4294967295 (2^32-1).
+    #[serde(default)]
+    pub initial_seq: Option<u64>,
     #[serde(default)]
     pub lifetime: RawLifetime,
     /// UDP encapsulation (NAT-T).

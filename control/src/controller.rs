@@ -7,7 +7,7 @@
 mod ipsec;
 
 use crate::api::proto::{Request, Response};
-use crate::build::{build_tables, Runtime};
+use crate::build::{build_tables, Runtime, TunnelStates};
 use crate::config::RawRoute;
 use crate::hoststack::{HostOut, HostStack};
 use crate::neighbor::{IfInfo, NState, NeighborTable};
@@ -73,7 +73,11 @@ pub struct Controller<P> {
     pub inject_failed: u64,
     /// Installed SAs, lifetimes, the reject log.
     ipsec: IpsecRt,
+    /// Per-tunnel counters and sequence state, by tunnel name.
+    tunnel_states: TunnelStates,
 }
+
+mod tunnels;
 
 fn if_infos(st: &State, rt: &Runtime) -> Vec<IfInfo> {
     st.ifaces
@@ -105,7 +109,16 @@ impl<P: Packet + Send> Controller<P> {
         );
         let mut ipsec = IpsecRt::default();
         let plan = ipsec.prepare(&state, &state, &workers, Instant::now(), &[])?;
-        let t = match build_tables(&state, &rt, &neigh.resolved(), 1, plan.placement()) {
+        let mut tunnel_states = TunnelStates::new();
+        let built = build_tables(
+            &state,
+            &rt,
+            &neigh.resolved(),
+            1,
+            plan.placement(),
+            &mut tunnel_states,
+        );
+        let t = match built {
             Ok(t) => t,
             Err(e) => {
                 ipsec.abort(plan, &workers);
@@ -114,12 +127,8 @@ impl<P: Packet + Send> Controller<P> {
         };
         ipsec.commit(plan, 1);
         let handle = Arc::new(TablesHandle::new(t));
-        let mtus: Vec<u16> = state
-            .ifaces
-            .iter()
-            .map(|f| f.mtu.unwrap_or(state.ports[f.port].mtu))
-            .collect();
-        let host = HostStack::new(&if_infos(&state, &rt), &mtus);
+        let (infos, mtus) = tunnels::host_ifs(&state, &rt);
+        let host = HostStack::new(&infos, &mtus);
         let c = Controller {
             state,
             rt,
@@ -135,6 +144,7 @@ impl<P: Packet + Send> Controller<P> {
             platform,
             inject_failed: 0,
             ipsec,
+            tunnel_states,
         };
         Ok((c, handle))
     }
@@ -185,6 +195,7 @@ impl<P: Packet + Send> Controller<P> {
             &self.neigh.resolved(),
             self.version + 1,
             plan.placement(),
+            &mut self.tunnel_states,
         );
         let t = match built {
             Ok(t) => t,
@@ -263,7 +274,7 @@ impl<P: Packet + Send> Controller<P> {
                         }
                     }
                     PuntKind::L3 { ifindex, l2_len } => {
-                        let iface = self.host_iface(ifindex as usize, p.pkt.data());
+                        let iface = ifindex as usize;
                         if is_ndisc(p.pkt.data()) {
                             neigh_changed |= self.neigh.on_ndisc(iface, p.pkt.data(), now);
                             if l2_len > 0 && p.pkt.prepend(l2_len as usize) {
@@ -336,6 +347,7 @@ impl<P: Packet + Send> Controller<P> {
         }
         match self.publish(&st) {
             Ok(()) => {
+                self.tunnels_changed(&st);
                 self.state = st;
                 Response::done()
             }
@@ -402,6 +414,21 @@ impl<P: Packet + Send> Controller<P> {
                     .add_policy(&policy, &|n| ifs.iter().position(|x| x == n))
             }),
             Request::PolicyDel { name } => self.change(|st| st.ipsec.del_policy(&name)),
+            Request::TunnelAdd { tunnel } => self.change(|st| {
+                let at = format!("tunnel '{}'", tunnel.name);
+                st.add_tunnel(&at, &tunnel)
+            }),
+            Request::TunnelDel { name } => self.change(|st| st.del_tunnel(&name)),
+            Request::XconnectAdd { xconnect } => self.change(|st| {
+                let at = format!("xconnect '{}'", xconnect.name);
+                st.add_xconnect(&at, &xconnect)
+            }),
+            Request::XconnectDel { name } => self.change(|st| st.del_xconnect(&name)),
+            Request::ShowTunnels { name } => match self.show_tunnels(name.as_deref()) {
+                Ok(v) => Response::ok(v),
+                Err(e) => Response::err(e),
+            },
+            Request::ShowXconnects => Response::ok(self.show_xconnects()),
             Request::RouteDel { prefix } => match Prefix::parse(&prefix) {
                 Err(e) => Response::err(format!("prefix: {e}")),
                 Ok(p) => self.change(|st| st.del_route(p).map(|_| ())),
@@ -473,6 +500,7 @@ impl<P: Packet + Send> Controller<P> {
                     "addresses": f.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
                 })
             })
+            .chain(self.tunnel_interface_rows())
             .chain(self.vti_rows())
             .collect();
         Value::Array(rows)
@@ -482,11 +510,16 @@ impl<P: Packet + Send> Controller<P> {
         let st = &self.state;
         let resolved = self.neigh.resolved();
         let mut rows = Vec::new();
-        for f in &st.ifaces {
-            for a in &f.addrs {
+        let named = st
+            .ifaces
+            .iter()
+            .map(|f| (&f.name, &f.addrs))
+            .chain(st.tunnels.iter().map(|t| (&t.name, &t.addrs)));
+        for (name, addrs) in named {
+            for a in addrs {
                 let host = if a.addr.is_ipv6() { 128 } else { 32 };
-                rows.push(json!({"prefix": format!("{}/{host}", a.addr), "nexthop": "local", "interface": f.name, "source": "local", "state": "up"}));
-                rows.push(json!({"prefix": a.subnet().to_string(), "nexthop": "connected", "interface": f.name, "source": "connected", "state": "up"}));
+                rows.push(json!({"prefix": format!("{}/{host}", a.addr), "nexthop": "local", "interface": name, "source": "local", "state": "up"}));
+                rows.push(json!({"prefix": a.subnet().to_string(), "nexthop": "connected", "interface": name, "source": "connected", "state": "up"}));
             }
         }
         rows.extend(self.vti_route_rows());
@@ -495,6 +528,7 @@ impl<P: Packet + Send> Controller<P> {
                 RouteTarget::Vti(ref n) => ("vti".to_string(), json!(n), "up"),
                 RouteTarget::Blackhole => ("blackhole".to_string(), Value::Null, "up"),
                 RouteTarget::Iface(i) => ("connected".to_string(), json!(st.ifaces[i].name), "up"),
+                RouteTarget::Tunnel(ref n) => ("tunnel".to_string(), json!(n), "up"),
                 RouteTarget::Via { gateway, iface } => {
                     let i = iface.or_else(|| st.connected_iface(gateway));
                     let up = i.is_some_and(|i| {

@@ -283,6 +283,10 @@ pub fn run(st: State) -> Result<(), String> {
             clock_hz: hz,
             icmp_rate: st.system.icmp_rate,
             idle_sleep: Duration::from_micros(st.system.worker_idle_sleep_us as u64),
+            alloc: {
+                let pool = pool.clone();
+                Box::new(move || pool.alloc())
+            },
         };
         dpdk::lcore::launch(w.lcore, move || worker.run()).map_err(|e| {
             format!(

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod build;
+pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod daemon;

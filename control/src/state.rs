@@ -57,6 +57,8 @@ pub enum RouteTarget {
     Iface(usize),
     /// Into a route-based IPsec interface, by name (VTIs come and go at runtime).
     Vti(String),
+    /// Into an L3 tunnel (by name: indices move when tunnels are deleted).
+    Tunnel(String),
     Blackhole,
 }
 
@@ -84,6 +86,8 @@ pub struct State {
     pub ifaces: Vec<Iface>,
     pub routes: Vec<Route>,
     pub neighbors: Vec<Neighbor>,
+    pub tunnels: Vec<Tunnel>,
+    pub xconnects: Vec<Xconnect>,
     pub ipsec: IpsecState,
 }
 
@@ -290,6 +294,8 @@ impl State {
             ifaces: Vec::new(),
             routes: Vec::new(),
             neighbors: Vec::new(),
+            tunnels: Vec::new(),
+            xconnects: Vec::new(),
             ipsec: IpsecState::default(),
         };
         for (i, r) in raw.interfaces.iter().enumerate() {
@@ -345,6 +351,12 @@ impl State {
             });
         }
         st.check_addresses()?;
+        for (i, t) in raw.tunnels.iter().enumerate() {
+            st.add_tunnel(&format!("tunnels[{i}]"), t)?;
+        }
+        for (i, x) in raw.xconnects.iter().enumerate() {
+            st.add_xconnect(&format!("xconnects[{i}]"), x)?;
+        }
         for (i, n) in raw.neighbors.iter().enumerate() {
             let f = |field: &str| format!("neighbors[{i}].{field}");
             let ip = parse::ip(&n.ip).map_err(|e| format!("{}: {e}", f("ip")))?;
@@ -383,29 +395,32 @@ impl State {
         Ok(st)
     }
 
-    /// No address is configured twice, and no two interfaces share a subnet.
+    /// No address is configured twice, and no two interfaces (tunnels included) share a
+    /// subnet.
     fn check_addresses(&self) -> Result<(), String> {
         let mut seen: HashSet<IpAddr> = HashSet::new();
         let mut subnets: Vec<(Prefix, &str)> = Vec::new();
-        for ifc in &self.ifaces {
-            for a in &ifc.addrs {
+        let all = self
+            .ifaces
+            .iter()
+            .map(|f| (f.name.as_str(), &f.addrs))
+            .chain(self.tunnels.iter().map(|t| (t.name.as_str(), &t.addrs)));
+        for (name, addrs) in all {
+            for a in addrs {
                 if !seen.insert(a.addr) {
                     return Err(format!(
-                        "interface '{}'.addresses: {} is configured twice",
-                        ifc.name, a.addr
+                        "interface '{name}'.addresses: {} is configured twice",
+                        a.addr
                     ));
                 }
                 let sn = a.subnet();
-                if let Some((_, other)) = subnets
-                    .iter()
-                    .find(|(p, n)| *p == sn && *n != ifc.name.as_str())
-                {
+                if let Some((_, other)) = subnets.iter().find(|(p, n)| *p == sn && *n != name) {
                     return Err(format!(
-                        "interface '{}'.addresses: subnet {sn} is already on interface '{other}'",
-                        ifc.name
+                        "interface '{name}'.addresses: subnet {sn} is already on interface \
+                         '{other}'"
                     ));
                 }
-                subnets.push((sn, &ifc.name));
+                subnets.push((sn, name));
             }
         }
         Ok(())
@@ -422,12 +437,36 @@ impl State {
     /// Interpret a route as written (config entry or `route add`). Errors start with the field.
     pub fn parse_route(&self, r: &RawRoute) -> Result<Route, String> {
         let prefix = Prefix::parse(&r.prefix).map_err(|e| format!("prefix: {e}"))?;
-        if let Some(n) = r
-            .interface
-            .as_deref()
-            .filter(|n| self.iface_index(n).is_none())
-        {
-            if self.ipsec.vti(n).is_some() {
+        if let Some(n) = &r.interface {
+            if let Some(k) = self.tunnel_index(n) {
+                let t = &self.tunnels[k];
+                if r.blackhole {
+                    return Err("blackhole: a blackhole route takes no via or interface".into());
+                }
+                if !t.is_l3() {
+                    return Err(format!(
+                        "interface: tunnel '{n}' is an L2 tunnel (profile {}); routes go into \
+                         tunnels that carry IP",
+                        t.raw.profile
+                    ));
+                }
+                let fam = if prefix.is_v6() {
+                    dataplane::tunnel::PayloadType::Ipv6
+                } else {
+                    dataplane::tunnel::PayloadType::Ipv4
+                };
+                if !t.encap.carries().accepts(fam) {
+                    return Err(format!(
+                        "interface: tunnel '{n}' does not carry IPv{}",
+                        if prefix.is_v6() { 6 } else { 4 }
+                    ));
+                }
+                return Ok(Route {
+                    prefix,
+                    target: RouteTarget::Tunnel(n.clone()),
+                });
+            }
+            if self.iface_index(n).is_none() && self.ipsec.vti(n).is_some() {
                 return self.parse_vti_route(prefix, n, r);
             }
         }
@@ -435,7 +474,7 @@ impl State {
             None => None,
             Some(n) => Some(
                 self.iface_index(n)
-                    .ok_or_else(|| format!("interface: no interface named '{n}'"))?,
+                    .ok_or_else(|| format!("interface: no interface or tunnel named '{n}'"))?,
             ),
         };
         let target = match (&r.via, iface, r.blackhole) {
@@ -460,6 +499,17 @@ impl State {
                         .iter()
                         .any(|a| a.subnet().contains(gateway))
                 };
+                if iface.is_none() {
+                    if let Some(k) = self.connected_tunnel(gateway) {
+                        if self.tunnels[k].addrs.iter().any(|a| a.addr == gateway) {
+                            return Err(format!("via: {gateway} is one of our own addresses"));
+                        }
+                        return Ok(Route {
+                            prefix,
+                            target: RouteTarget::Tunnel(self.tunnels[k].name.clone()),
+                        });
+                    }
+                }
                 match iface {
                     Some(i) if !on_link(i) && !gateway.is_ipv6() => {
                         return Err(format!(
@@ -561,8 +611,12 @@ impl State {
 }
 
 pub mod ipsec;
+pub mod tunnels;
 
 pub use ipsec::IpsecState;
+pub use tunnels::{Tunnel, Xconnect};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tunnel_tests;

@@ -101,6 +101,7 @@ impl Rig {
             clock_hz: 1_000_000_000,
             icmp_rate: 100,
             idle_sleep: Duration::from_micros(100),
+            alloc: Box::new(|| Some(HeapPacket::with_room(&[], 128, 2048))),
         };
         let th = std::thread::spawn(move || w.run());
         Rig {

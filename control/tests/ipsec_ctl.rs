@@ -169,6 +169,7 @@ impl Rig {
                 clock_hz: 1_000_000_000,
                 icmp_rate: 100,
                 idle_sleep: Duration::from_micros(50),
+                alloc: Box::new(|| Some(HeapPacket::with_room(&[], 128, 2048))),
             };
             th.push(std::thread::spawn(move || worker.run()));
         }

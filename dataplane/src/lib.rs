@@ -6,6 +6,7 @@
 
 pub mod esp;
 pub mod events;
+pub mod fragment;
 pub mod icmp_error;
 pub mod outer;
 pub mod packet;

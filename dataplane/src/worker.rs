@@ -86,14 +86,20 @@ pub struct Worker<P, R, T> {
     pub icmp_rate: u32,
     /// Sleep this long after `IDLE_POLLS_BEFORE_SLEEP` empty polls in a row (zero: never).
     pub idle_sleep: std::time::Duration,
+    /// New buffers (for fragments).
+    pub alloc: Alloc<P>,
 }
 
 /// Empty polls in a row before an idle worker may sleep.
 const IDLE_POLLS_BEFORE_SLEEP: u32 = 64;
 
+/// Where a worker takes new buffers from (its mempool in the daemon).
+pub type Alloc<P> = Box<dyn FnMut() -> Option<P> + Send>;
+
 struct QueueEnv<'a, P> {
     shared: &'a WorkerShared<P>,
     peers: &'a [Arc<WorkerShared<P>>],
+    alloc: &'a mut Alloc<P>,
 }
 
 impl<P> Env<P> for QueueEnv<'_, P> {
@@ -111,6 +117,10 @@ impl<P> Env<P> for QueueEnv<'_, P> {
             Some(w) => w.handoff.push(h),
             None => Err(h),
         }
+    }
+    #[inline]
+    fn alloc(&mut self) -> Option<P> {
+        (self.alloc)()
     }
 }
 
@@ -130,9 +140,11 @@ impl<P: Packet, R: RxQueue<P>, T: TxQueue<P>> Worker<P, R, T> {
         let mut icmp = RateLimiter::new(self.icmp_rate, self.icmp_rate.max(1), self.clock_hz);
         let mut resolve = ResolveFilter::new(self.clock_hz / 10);
         let peers = std::mem::take(&mut self.peers);
+        let mut alloc: Alloc<P> = std::mem::replace(&mut self.alloc, Box::new(|| None));
         let mut env = QueueEnv {
             shared: &shared,
             peers: &peers,
+            alloc: &mut alloc,
         };
         let mut handed: Vec<Handoff<P>> = Vec::with_capacity(MAX_BURST);
         let mut idle_streak = 0u32;
@@ -365,6 +377,7 @@ mod tests {
             interfaces: vec![ifc],
             fib,
             ipsec: Default::default(),
+            tunnels: Default::default(),
         }
     }
 
@@ -406,6 +419,7 @@ mod tests {
             clock_hz: 1_000_000_000,
             icmp_rate: 10,
             idle_sleep: std::time::Duration::from_micros(100),
+            alloc: Box::new(|| Some(HeapPacket::with_room(&[], 128, 2048))),
         };
         let th = std::thread::spawn(move || w.run());
         input

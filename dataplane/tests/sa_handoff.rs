@@ -74,6 +74,7 @@ fn tables() -> Tables {
         )
         .unwrap(),
         ipsec: Default::default(),
+        tunnels: Default::default(),
     }
 }
 
@@ -131,6 +132,7 @@ fn removal_waits_for_the_packets_already_handed_over() {
         clock_hz: 1_000_000_000,
         icmp_rate: 10,
         idle_sleep: Duration::from_micros(100),
+        alloc: Box::new(|| None),
     };
     let th = std::thread::spawn(move || w.run());
     let deadline = Instant::now() + Duration::from_secs(10);

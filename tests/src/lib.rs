@@ -9,6 +9,8 @@
 
 pub use bench::pcap;
 
+pub mod esp;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -172,6 +174,45 @@ impl Veth {
 impl Drop for Veth {
     fn drop(&mut self) {
         let _ = run("ip", &["link", "del", &self.outer]);
+    }
+}
+
+/// A veth pair with both ends in the root namespace (a link between two daemons, each on
+/// one end through net_af_packet). Both ends up, no IPv6 chatter. Deleted on drop.
+pub struct VethLink {
+    pub a: String,
+    pub b: String,
+}
+
+impl VethLink {
+    pub fn new() -> VethLink {
+        let t = unique("w");
+        let (a, b) = (format!("{t}a"), format!("{t}b"));
+        must(
+            "ip",
+            &["link", "add", &a, "type", "veth", "peer", "name", &b],
+        );
+        let l = VethLink { a, b };
+        for e in [&l.a, &l.b] {
+            let _ = run(
+                "sysctl",
+                &["-qw", &format!("net.ipv6.conf.{e}.disable_ipv6=1")],
+            );
+            must("ip", &["link", "set", e, "up"]);
+        }
+        l
+    }
+}
+
+impl Default for VethLink {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for VethLink {
+    fn drop(&mut self) {
+        let _ = run("ip", &["link", "del", &self.a]);
     }
 }
 
@@ -389,6 +430,55 @@ impl Drop for Daemon {
                     self.log_text()
                 );
             }
+        }
+    }
+}
+
+/// A tcpdump writing `count` frames matching `filter` on `iface` (root namespace) to `file`;
+/// `start` returns once tcpdump is listening. Killed on drop if still running.
+pub struct Capture {
+    child: Option<Child>,
+    pub file: PathBuf,
+}
+
+impl Capture {
+    pub fn start(iface: &str, filter: &str, count: u32, file: PathBuf) -> Capture {
+        use std::io::BufRead;
+        let mut child = Command::new("tcpdump")
+            .args(["-n", "-U", "-i", iface, "-c", &count.to_string(), "-w"])
+            .arg(&file)
+            .arg(filter)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tcpdump");
+        let stderr = child.stderr.take().expect("tcpdump stderr");
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let ready = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+        assert!(ready.contains("listening on"), "tcpdump: {ready}");
+        // Keep draining stderr so tcpdump never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        Capture {
+            child: Some(child),
+            file,
+        }
+    }
+
+    /// Wait (up to `secs`) for tcpdump to have its `count` frames and exit.
+    pub fn finish(mut self, secs: u64) -> PathBuf {
+        let mut c = self.child.take().expect("capture running");
+        wait_until("tcpdump to capture its frames", secs, || {
+            matches!(c.try_wait(), Ok(Some(_)))
+        });
+        self.file.clone()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 }

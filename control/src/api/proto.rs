@@ -2,7 +2,7 @@
 //! return a list of flat objects (one per row, keys in column order), which `ferroctl`
 //! prints as an aligned table or, with `--json`, as is.
 
-use crate::config::{RawPolicy, RawRoute, RawSa, RawVti};
+use crate::config::{RawPolicy, RawRoute, RawSa, RawTunnel, RawVti, RawXconnect};
 use serde::{Deserialize, Serialize};
 
 /// One request.
@@ -75,6 +75,24 @@ pub enum Request {
     VtiDel {
         name: String,
     },
+    TunnelAdd {
+        tunnel: RawTunnel,
+    },
+    TunnelDel {
+        name: String,
+    },
+    /// Tunnels with their counters; one tunnel in detail (drops by reason) when named.
+    ShowTunnels {
+        #[serde(default)]
+        name: Option<String>,
+    },
+    XconnectAdd {
+        xconnect: RawXconnect,
+    },
+    XconnectDel {
+        name: String,
+    },
+    ShowXconnects,
     /// Liveness check (used by scripts waiting for the daemon).
     Ping,
 }

@@ -57,6 +57,16 @@ enum Cmd {
         #[command(subcommand)]
         what: Clear,
     },
+    /// Add, delete or show overlay tunnels.
+    Tunnel {
+        #[command(subcommand)]
+        op: control::cli::TunnelOp,
+    },
+    /// Cross-connect a port or VLAN to an L2 tunnel.
+    Xconnect {
+        #[command(subcommand)]
+        op: control::cli::XconnectOp,
+    },
     /// Check that the daemon answers.
     Ping,
 }
@@ -143,7 +153,7 @@ struct SaAdd {
     /// aes-gcm-128|192|256, aes-gmac-…, chacha20-poly1305, aes-cbc-128|256, null
     #[arg(long)]
     encryption: String,
-    /// hmac-sha1-96 | hmac-sha256-128 | hmac-sha512-256 (CBC and NULL only)
+    /// hmac-sha1-96 | hmac-sha256-128 | hmac-sha384-192 | hmac-sha512-256 (CBC and NULL only)
     #[arg(long)]
     integrity: Option<String>,
     #[arg(long)]
@@ -275,6 +285,10 @@ enum Show {
         #[command(subcommand)]
         what: IpsecShow,
     },
+    /// Tunnels and their counters (one in detail, with drops by reason, when named).
+    Tunnels { name: Option<String> },
+    /// L2 cross-connects.
+    Xconnects,
 }
 
 #[derive(Subcommand)]
@@ -325,6 +339,8 @@ fn main() -> ExitCode {
             Show::Stats => Request::ShowStats,
             Show::Errors => Request::ShowErrors,
             Show::Pool => Request::ShowPool,
+            Show::Tunnels { name } => Request::ShowTunnels { name },
+            Show::Xconnects => Request::ShowXconnects,
             Show::Ipsec {
                 what:
                     IpsecShow::Sa {
@@ -348,6 +364,8 @@ fn main() -> ExitCode {
                 what: IpsecShow::Policies,
             } => Request::ShowIpsecPolicies,
         },
+        Cmd::Tunnel { op } => op.request(),
+        Cmd::Xconnect { op } => op.request(),
         Cmd::Route { op } => match op {
             RouteOp::Add(a) => Request::RouteAdd {
                 route: RawRoute {

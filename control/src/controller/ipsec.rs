@@ -787,29 +787,4 @@ impl<P: Packet + Send> Controller<P> {
         }
         rows
     }
-
-    /// The host-stack interface for a packet punted from dataplane interface `ifindex`: VTIs
-    /// (beyond the port interfaces) have no stack of their own, so what arrives through one
-    /// goes to the interface that owns the destination address.
-    pub(super) fn host_iface(&self, ifindex: usize, packet: &[u8]) -> usize {
-        if ifindex < self.state.ifaces.len() {
-            return ifindex;
-        }
-        let dst: Option<IpAddr> = match packet.first().map(|b| b >> 4) {
-            Some(4) => packet
-                .get(16..20)
-                .map(|d| IpAddr::from([d[0], d[1], d[2], d[3]])),
-            Some(6) => packet
-                .get(24..40)
-                .and_then(|d| <[u8; 16]>::try_from(d).ok().map(IpAddr::from)),
-            _ => None,
-        };
-        dst.and_then(|d| {
-            self.state
-                .ifaces
-                .iter()
-                .position(|f| f.addrs.iter().any(|a| a.addr == d))
-        })
-        .unwrap_or(usize::MAX)
-    }
 }

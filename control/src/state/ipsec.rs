@@ -135,17 +135,14 @@ fn suite_of(f: &dyn Fn(&str) -> String, enc: &str, integ: Option<&str>) -> Resul
         match s {
             "hmac-sha1-96" | "sha1" | "sha1-96" => Ok(Integ::HmacSha1_96),
             "hmac-sha256-128" | "hmac-sha2-256-128" | "sha256" => Ok(Integ::HmacSha256_128),
+            "hmac-sha384-192" | "hmac-sha2-384-192" | "sha384" => Ok(Integ::HmacSha384_192),
             "hmac-sha512-256" | "hmac-sha2-512-256" | "sha512" => Ok(Integ::HmacSha512_256),
             "hmac-md5-96" | "md5" => Err(format!(
                 "{}: '{s}': MD5 is not supported (insecure)",
                 f("integrity")
             )),
-            "hmac-sha384-192" | "sha384" => Err(format!(
-                "{}: '{s}': HMAC-SHA-384-192 is not implemented yet",
-                f("integrity")
-            )),
             _ => Err(format!(
-                "{}: '{s}': unknown (hmac-sha1-96, hmac-sha256-128, hmac-sha512-256)",
+                "{}: '{s}': unknown (hmac-sha1-96, hmac-sha256-128, hmac-sha384-192, hmac-sha512-256)",
                 f("integrity")
             )),
         }
@@ -318,6 +315,22 @@ fn sa_spec(i: usize, r: &RawSa) -> Result<SaSpec, String> {
     };
     let mut cfg = SaConfig::new(r.spi as u32, mode, suite);
     cfg.esn = r.esn;
+    match r.initial_seq {
+        None => {}
+        Some(0) => {
+            return Err(format!(
+                "{}: 0: sequence numbers start at 1",
+                f("initial_seq")
+            ))
+        }
+        Some(n) if !r.esn && n > u32::MAX as u64 => {
+            return Err(format!(
+                "{}: {n}: above 4294967295 (2^32-1) needs esn = true",
+                f("initial_seq")
+            ))
+        }
+        Some(n) => cfg.initial_seq = n,
+    }
     if let Some(w) = r.replay_window {
         // 0 turns anti-replay off; the window itself has a floor of 64.
         if w != 0 && !(64..=4096).contains(&w) || w % 64 != 0 {
@@ -923,9 +936,17 @@ impl crate::state::State {
         let mut seen: Vec<(IfAddr, &str)> = self
             .ifaces
             .iter()
-            .flat_map(|f| f.addrs.iter().map(move |a| (*a, f.name.as_str())))
+            .map(|f| (f.name.as_str(), &f.addrs))
+            .chain(self.tunnels.iter().map(|t| (t.name.as_str(), &t.addrs)))
+            .flat_map(|(n, addrs)| addrs.iter().map(move |a| (*a, n)))
             .collect();
         for v in &self.ipsec.vtis {
+            if self.tunnels.iter().any(|t| t.name == v.name) {
+                return Err(format!(
+                    "VTI '{}'.name: '{}' is already a tunnel name",
+                    v.name, v.name
+                ));
+            }
             for a in &v.addrs {
                 if let Some((_, other)) = seen.iter().find(|(x, _)| x.addr == a.addr) {
                     return Err(format!(
@@ -1123,7 +1144,15 @@ interface = "vti0"
         let mut pl = SaPlacement::default();
         pl.slots.insert("out1".into(), SaRef { slot: 0, owner: 0 });
         pl.slots.insert("in1".into(), SaRef { slot: 1, owner: 0 });
-        let t = build_tables(&st, &Runtime::fake(2), &Default::default(), 1, &pl).unwrap();
+        let t = build_tables(
+            &st,
+            &Runtime::fake(2),
+            &Default::default(),
+            1,
+            &pl,
+            &mut Default::default(),
+        )
+        .unwrap();
         // After the two port interfaces; MTU: 1500 minus AES-GCM tunnel overhead over IPv4.
         let ifc = &t.interfaces[2];
         assert_eq!(ifc.kind, IfKind::Vti { vti: 0 });
@@ -1148,7 +1177,15 @@ interface = "vti0"
         let mut st2 = st.clone();
         st2.del_route(Prefix::parse("10.9.0.0/16").unwrap())
             .unwrap();
-        let t2 = build_tables(&st2, &Runtime::fake(2), &Default::default(), 2, &pl).unwrap();
+        let t2 = build_tables(
+            &st2,
+            &Runtime::fake(2),
+            &Default::default(),
+            2,
+            &pl,
+            &mut Default::default(),
+        )
+        .unwrap();
         assert_ne!(t2.fib.lookup("10.9.1.1".parse().unwrap()), Ok(&vti));
         // A VTI with a route into it cannot go; without, it can.
         let mut st3 = st.clone();

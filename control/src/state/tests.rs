@@ -4,7 +4,7 @@ use super::*;
 use crate::build::{build_tables, Neighbors, Runtime};
 use dataplane::tables::fib::NextHop;
 
-const BASE: &str = r#"
+pub(super) const BASE: &str = r#"
 [system]
 main_lcore = 0
 [[ports]]
@@ -49,7 +49,7 @@ fn state(extra: &str) -> Result<State, String> {
     State::from_config(&raw)
 }
 
-fn refused(cfg: &str, needle: &str) {
+pub(super) fn refused(cfg: &str, needle: &str) {
     let e = match RawConfig::parse(cfg).and_then(|r| State::from_config(&r)) {
         Ok(_) => panic!("accepted, expected an error containing '{needle}'"),
         Err(e) => e,
@@ -139,7 +139,15 @@ fn tables_route_and_resolve() {
     let s = state("").unwrap();
     let rt = Runtime::fake(2);
     let mut dyn_n = Neighbors::new();
-    let t = build_tables(&s, &rt, &dyn_n, 7, &Default::default()).unwrap();
+    let t = build_tables(
+        &s,
+        &rt,
+        &dyn_n,
+        7,
+        &Default::default(),
+        &mut Default::default(),
+    )
+    .unwrap();
     assert_eq!(t.version, 7);
     assert_eq!(t.ports[1].vlans, vec![(100, 2)]);
     // Our address: local. Default route: resolved via the static neighbor.
@@ -184,7 +192,15 @@ fn tables_route_and_resolve() {
         (2, "10.100.0.5".parse().unwrap()),
         Mac([2, 0, 0, 0, 0, 0x05]),
     );
-    let t = build_tables(&s, &rt, &dyn_n, 8, &Default::default()).unwrap();
+    let t = build_tables(
+        &s,
+        &rt,
+        &dyn_n,
+        8,
+        &Default::default(),
+        &mut Default::default(),
+    )
+    .unwrap();
     assert!(matches!(t.fib.lookup4([10, 9, 1, 1]), Ok(NextHop::Forward(a)) if a.dst.0[5] == 0xfe));
     assert!(matches!(t.fib.lookup4([10, 100, 0, 5]), Ok(NextHop::Forward(a)) if a.vlan == 100));
 }
@@ -232,4 +248,44 @@ fn lcore_placement_lets_two_workers_share_a_cpu() {
     assert_eq!(s.lcore_cpu(2), 1);
     let bad = cfg.replace("\"2\" = 1", "\"2\" = 99");
     refused(&bad, "system.lcore_cpus.2: CPU 99 does not exist");
+}
+
+#[test]
+fn initial_seq_is_refused_unless_esn_or_within_32_bits() {
+    let sa = |extra: &str| {
+        format!(
+            "\n[ipsec]\n[[ipsec.sa]]\nname = \"s\"\nspi = 4097\ndirection = \"out\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\nencryption = \"aes-gcm-128\"\nkey = \"{}\"\n{extra}\n",
+            "11".repeat(20)
+        )
+    };
+    refused(
+        &format!("{BASE}{}", sa("initial_seq = 0")),
+        "ipsec.sa[0].initial_seq: 0: sequence numbers start at 1",
+    );
+    refused(
+        &format!("{BASE}{}", sa("initial_seq = 4294967296")),
+        "ipsec.sa[0].initial_seq: 4294967296: above 4294967295 (2^32-1) needs esn = true",
+    );
+    refused(&format!("{BASE}{}", sa("initial_seq = -1")), "initial_seq");
+    let seq = |extra: &str| state(&sa(extra)).unwrap().ipsec.sas[0].cfg.initial_seq;
+    assert_eq!(seq(""), 1);
+    assert_eq!(seq("initial_seq = 4294967295"), u32::MAX as u64);
+    assert_eq!(seq("esn = true\ninitial_seq = 1099511627776"), 1 << 40);
+}
+
+#[test]
+fn replay_window_0_turns_anti_replay_off() {
+    let sa = |w: u32| {
+        format!(
+            "\n[ipsec]\n[[ipsec.sa]]\nname = \"s\"\nspi = 4097\ndirection = \"in\"\nsrc = \"192.0.2.2\"\ndst = \"192.0.2.1\"\nencryption = \"aes-gcm-128\"\nkey = \"{}\"\nreplay_window = {w}\n",
+            "11".repeat(20)
+        )
+    };
+    let window = |w: u32| state(&sa(w)).map(|s| s.ipsec.sas[0].cfg.replay_window);
+    assert_eq!(window(0), Ok(0));
+    assert_eq!(window(4096), Ok(4096));
+    refused(
+        &format!("{BASE}{}", sa(100)),
+        "ipsec.sa[0].replay_window: 100",
+    );
 }

@@ -7,8 +7,8 @@
 //! - ChaCha20-Poly1305 (RFC 7634): the same layout with a 32-octet key.
 //! - AES-GMAC (RFC 4543, ENCR_NULL_AUTH_AES_GMAC): GCM with an empty plaintext; the whole ESP
 //!   packet (SPI, sequence number, IV, payload and trailer) is AAD and travels in the clear.
-//! - AES-CBC-128/192/256 (RFC 3602) with HMAC-SHA1-96 (RFC 2404), HMAC-SHA-256-128 or
-//!   HMAC-SHA-512-256 (RFC 4868), encrypt-then-MAC.
+//! - AES-CBC-128/192/256 (RFC 3602) with HMAC-SHA1-96 (RFC 2404), HMAC-SHA-256-128,
+//!   HMAC-SHA-384-192 or HMAC-SHA-512-256 (RFC 4868), encrypt-then-MAC.
 //! - NULL encryption (RFC 2410) with one of those HMACs.
 //!
 //! With ESN the high 32 bits of the sequence number are authenticated but not sent: in the AEAD
@@ -41,7 +41,7 @@ use aes_gcm::{Aes128Gcm, Aes256Gcm, AesGcm};
 use chacha20poly1305::ChaCha20Poly1305;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
-use sha2::{Sha256, Sha512};
+use sha2::{Sha256, Sha384, Sha512};
 use zeroize::Zeroizing;
 
 use crate::stats::DropReason;
@@ -68,6 +68,7 @@ enum Block {
 enum Hm {
     Sha1(Hmac<Sha1>),
     Sha256(Hmac<Sha256>),
+    Sha384(Hmac<Sha384>),
     Sha512(Hmac<Sha512>),
 }
 
@@ -124,6 +125,9 @@ fn new_hmac(i: Integ, key: &[u8]) -> Result<Hm, KeyError> {
         Integ::HmacSha1_96 => Hm::Sha1(<Hmac<_> as Mac>::new_from_slice(key).map_err(|_| bad)?),
         Integ::HmacSha256_128 => {
             Hm::Sha256(<Hmac<_> as Mac>::new_from_slice(key).map_err(|_| bad)?)
+        }
+        Integ::HmacSha384_192 => {
+            Hm::Sha384(<Hmac<_> as Mac>::new_from_slice(key).map_err(|_| bad)?)
         }
         Integ::HmacSha512_256 => {
             Hm::Sha512(<Hmac<_> as Mac>::new_from_slice(key).map_err(|_| bad)?)
@@ -494,6 +498,7 @@ impl Hm {
         match self {
             Hm::Sha1(m) => mac_sign(m, data, esn_high, icv),
             Hm::Sha256(m) => mac_sign(m, data, esn_high, icv),
+            Hm::Sha384(m) => mac_sign(m, data, esn_high, icv),
             Hm::Sha512(m) => mac_sign(m, data, esn_high, icv),
         }
     }
@@ -502,6 +507,7 @@ impl Hm {
         match self {
             Hm::Sha1(m) => mac_verify(m, data, esn_high, icv),
             Hm::Sha256(m) => mac_verify(m, data, esn_high, icv),
+            Hm::Sha384(m) => mac_verify(m, data, esn_high, icv),
             Hm::Sha512(m) => mac_verify(m, data, esn_high, icv),
         }
     }

@@ -12,6 +12,10 @@
 //!
 //! Sequence number 0 is never sent (the first packet of an SA carries 1), so it is refused as
 //! late. Without ESN the window works on the 32-bit number alone.
+//!
+//! Size 0 turns anti-replay off (RFC 4303 §3.4.3: no inbound checks on the sequence number);
+//! only the highest number is tracked, so that ESN can still infer the high half: the one that
+//! puts the number nearest the highest seen (a notional window of 2^31).
 
 use crate::stats::DropReason;
 
@@ -23,12 +27,15 @@ pub const MAX_WINDOW: u32 = 4096;
 /// high-rate multi-queue receivers reorder more than that).
 pub const DEFAULT_WINDOW: u32 = 1024;
 
+/// The notional window ESN inference uses when anti-replay is off.
+const OFF_INFERENCE_WINDOW: u32 = 1 << 31;
+
 /// Anti-replay state of one inbound SA.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplayWindow {
     /// Ring bitmap: the bit of sequence number `s` is bit `s % size`.
     bits: Box<[u64]>,
-    /// Window size in bits.
+    /// Window size in bits (0: anti-replay off).
     size: u32,
     /// Highest authenticated sequence number (0: nothing received yet).
     top: u64,
@@ -36,7 +43,7 @@ pub struct ReplayWindow {
     esn: bool,
 }
 
-/// A window size outside 64..=4096 or not a multiple of 64.
+/// A window size other than 0 (off) or a multiple of 64 in 64..=4096.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BadWindowSize(pub u32);
 
@@ -44,7 +51,7 @@ impl std::fmt::Display for BadWindowSize {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "replay window size {} is not a multiple of 64 in {MIN_WINDOW}..={MAX_WINDOW}",
+            "replay window size {} is neither 0 (off) nor a multiple of 64 in {MIN_WINDOW}..={MAX_WINDOW}",
             self.0
         )
     }
@@ -53,9 +60,9 @@ impl std::fmt::Display for BadWindowSize {
 impl std::error::Error for BadWindowSize {}
 
 impl ReplayWindow {
-    /// A fresh window of `size` bits (allocated here, once per SA).
+    /// A fresh window of `size` bits (allocated here, once per SA); 0 turns anti-replay off.
     pub fn new(size: u32, esn: bool) -> Result<Self, BadWindowSize> {
-        if !(MIN_WINDOW..=MAX_WINDOW).contains(&size) || size & 63 != 0 {
+        if size != 0 && (!(MIN_WINDOW..=MAX_WINDOW).contains(&size) || size & 63 != 0) {
             return Err(BadWindowSize(size));
         }
         Ok(ReplayWindow {
@@ -66,7 +73,7 @@ impl ReplayWindow {
         })
     }
 
-    /// Window size in bits.
+    /// Window size in bits (0: anti-replay off).
     #[inline]
     pub fn size(&self) -> u32 {
         self.size
@@ -93,6 +100,9 @@ impl ReplayWindow {
         } else {
             seq_low as u64
         };
+        if self.size == 0 {
+            return Ok(seq);
+        }
         self.check_full(seq)?;
         Ok(seq)
     }
@@ -101,7 +111,10 @@ impl ReplayWindow {
     /// nearest above the window. Fails (as late) when the answer would fall outside 0..2^64.
     #[inline]
     fn infer(&self, seq_low: u32) -> Result<u64, DropReason> {
-        let w = self.size; // window size W (<= 4096 < 2^32)
+        let w = match self.size {
+            0 => OFF_INFERENCE_WINDOW,
+            w => w, // window size W (<= 4096 < 2^32)
+        };
         let tl = self.top as u32;
         let th = (self.top >> 32) as u32;
         let bottom = tl.wrapping_sub(w - 1); // Tl - W + 1 (mod 2^32)
@@ -122,6 +135,8 @@ impl ReplayWindow {
         };
         match seqh {
             Some(h) => Ok(((h as u64) << 32) | seq_low as u64),
+            // Without anti-replay nothing is late: stay in the current epoch.
+            None if self.size == 0 => Ok(((th as u64) << 32) | seq_low as u64),
             None => Err(DropReason::EspReplayLate),
         }
     }
@@ -149,6 +164,10 @@ impl ReplayWindow {
     /// ignored.
     #[inline]
     pub fn update(&mut self, seq: u64) {
+        if self.size == 0 {
+            self.top = self.top.max(seq);
+            return;
+        }
         if seq > self.top {
             let advance = seq - self.top;
             if advance >= self.size as u64 {
@@ -253,12 +272,35 @@ mod tests {
 
     #[test]
     fn sizes_are_validated() {
-        for bad in [0, 32, 63, 65, 100, 4160, 8192] {
+        for bad in [32, 63, 65, 100, 4160, 8192] {
             assert_eq!(ReplayWindow::new(bad, false), Err(BadWindowSize(bad)));
         }
         for good in [64, 128, 192, 1024, 4096] {
             assert_eq!(ReplayWindow::new(good, true).unwrap().size(), good);
         }
+    }
+
+    #[test]
+    fn size_0_turns_anti_replay_off_and_esn_still_infers() {
+        let mut w = ReplayWindow::new(0, false).unwrap();
+        assert_eq!(w.size(), 0);
+        for s in [5, 5, 1, 0, 4000, 3, 4000] {
+            assert_eq!(w.check(s), Ok(s as u64));
+            w.update(s as u64);
+        }
+        assert_eq!(w.top(), 4000);
+        let mut w = ReplayWindow::new(0, true).unwrap();
+        w.reset_to(0xffff_fff0);
+        for s in 0xffff_fff1u64..=0x1_0000_0010 {
+            assert_eq!(w.check(s as u32), Ok(s));
+            w.update(s);
+        }
+        // Old and repeated numbers pass; the high half is the nearest epoch's.
+        assert_eq!(w.check(0xffff_fffa), Ok(0xffff_fffa));
+        assert_eq!(w.check(0x5), Ok(0x1_0000_0005));
+        assert_eq!(w.check(0x8000_0000), Ok(0x1_8000_0000));
+        w.reset_to(10);
+        assert_eq!(w.check(0xffff_fff0), Ok(0xffff_fff0));
     }
 
     #[test]

@@ -69,11 +69,16 @@ pub struct SaConfig {
     pub suite: Suite,
     /// Extended (64-bit) Sequence Numbers (RFC 4303 §2.2.1).
     pub esn: bool,
-    /// Anti-replay window in bits (64..=4096, multiple of 64).
+    /// Anti-replay window in bits (64..=4096, multiple of 64; 0 turns anti-replay off).
     pub replay_window: u32,
     /// UDP encapsulation (sent always when set; accepted on input either way).
     pub natt: Option<NatT>,
     pub lifetime: Lifetime,
+    /// Sequence number of the first packet: sent first (outbound), or the lowest one the
+    /// replay window expects (inbound: the window starts with `initial_seq - 1` as its top,
+    /// nothing marked). 1 for every normal SA; higher only to continue a sequence another
+    /// party started (a peer that resumed, interop and ESN tests). 1..=2^32-1 without ESN.
+    pub initial_seq: u64,
 }
 
 impl SaConfig {
@@ -87,6 +92,7 @@ impl SaConfig {
             replay_window: DEFAULT_WINDOW,
             natt: None,
             lifetime: Lifetime::default(),
+            initial_seq: 1,
         }
     }
 }
@@ -96,6 +102,11 @@ impl SaConfig {
 pub enum SaError {
     Key(KeyError),
     Window(BadWindowSize),
+    /// `initial_seq` is 0, or above 2^32-1 without ESN.
+    InitialSeq {
+        seq: u64,
+        esn: bool,
+    },
 }
 
 impl std::fmt::Display for SaError {
@@ -103,6 +114,13 @@ impl std::fmt::Display for SaError {
         match self {
             SaError::Key(e) => e.fmt(f),
             SaError::Window(e) => e.fmt(f),
+            SaError::InitialSeq { seq, esn: false } => write!(
+                f,
+                "initial sequence number {seq} is outside 1..=4294967295 (2^32-1; higher needs ESN)"
+            ),
+            SaError::InitialSeq { seq, esn: true } => {
+                write!(f, "initial sequence number {seq} is outside 1..=2^64-1")
+            }
         }
     }
 }
@@ -167,14 +185,25 @@ pub struct Sa {
 impl Sa {
     /// Create an SA: builds the key schedules and the replay window (the only allocations).
     pub fn new(cfg: &SaConfig, enc_key: &[u8], auth_key: &[u8]) -> Result<Self, SaError> {
+        let limit = if cfg.esn { u64::MAX } else { u32::MAX as u64 };
+        if cfg.initial_seq == 0 || cfg.initial_seq > limit {
+            return Err(SaError::InitialSeq {
+                seq: cfg.initial_seq,
+                esn: cfg.esn,
+            });
+        }
+        let mut replay = ReplayWindow::new(cfg.replay_window, cfg.esn)?;
+        if cfg.initial_seq > 1 {
+            replay.reset_to(cfg.initial_seq - 1);
+        }
         Ok(Sa {
             spi: cfg.spi,
             mode: cfg.mode,
             esn: cfg.esn,
             natt: cfg.natt,
             crypto: SaCrypto::new(cfg.suite, enc_key, auth_key)?,
-            replay: ReplayWindow::new(cfg.replay_window, cfg.esn)?,
-            seq_out: 0,
+            replay,
+            seq_out: cfg.initial_seq - 1,
             ident: (cfg.spi as u16) ^ ((cfg.spi >> 16) as u16),
             lifetime: cfg.lifetime,
             used_bytes: 0,
@@ -427,6 +456,31 @@ mod tests {
         assert!(s.check_hard().is_ok());
         assert!(!s.charge(60));
         assert_eq!(s.check_hard(), Err(DropReason::EspSaExpired));
+    }
+
+    #[test]
+    fn initial_seq_starts_both_directions_and_is_bounded() {
+        let cfg = |esn, initial_seq| SaConfig {
+            esn,
+            initial_seq,
+            ..SaConfig::new(7, Mode::Transport, Suite::AesGcm(AesKeyLen::Aes128))
+        };
+        let mut s = Sa::new(&cfg(false, u32::MAX as u64), &[1; 20], &[]).unwrap();
+        assert_eq!(s.replay().top(), u32::MAX as u64 - 1);
+        assert_eq!(s.take_seq_out(), Ok(u32::MAX as u64));
+        assert_eq!(s.take_seq_out(), Err(DropReason::EspSeqExhausted));
+        let mut s = Sa::new(&cfg(true, (1 << 32) - 3), &[1; 20], &[]).unwrap();
+        assert_eq!(s.replay().top(), (1 << 32) - 4);
+        assert_eq!(s.take_seq_out(), Ok((1 << 32) - 3));
+        // The default leaves a fresh SA exactly as before.
+        let s = Sa::new(&cfg(false, 1), &[1; 20], &[]).unwrap();
+        assert_eq!((s.replay().top(), s.last_seq_out()), (0, 0));
+        for (esn, seq) in [(false, 0), (true, 0), (false, 1 << 32)] {
+            assert_eq!(
+                Sa::new(&cfg(esn, seq), &[1; 20], &[]).unwrap_err(),
+                SaError::InitialSeq { seq, esn }
+            );
+        }
     }
 
     #[test]

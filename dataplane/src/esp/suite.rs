@@ -36,6 +36,8 @@ pub enum Integ {
     HmacSha1_96,
     /// HMAC-SHA-256-128 (RFC 4868): 32-octet key, 16-octet ICV.
     HmacSha256_128,
+    /// HMAC-SHA-384-192 (RFC 4868): 48-octet key, 24-octet ICV.
+    HmacSha384_192,
     /// HMAC-SHA-512-256 (RFC 4868): 64-octet key, 32-octet ICV.
     HmacSha512_256,
 }
@@ -46,6 +48,7 @@ impl Integ {
         match self {
             Integ::HmacSha1_96 => 20,
             Integ::HmacSha256_128 => 32,
+            Integ::HmacSha384_192 => 48,
             Integ::HmacSha512_256 => 64,
         }
     }
@@ -54,6 +57,7 @@ impl Integ {
         match self {
             Integ::HmacSha1_96 => 12,
             Integ::HmacSha256_128 => 16,
+            Integ::HmacSha384_192 => 24,
             Integ::HmacSha512_256 => 32,
         }
     }

@@ -5,7 +5,7 @@
 //! An SA is only touched by the worker that owns it; a packet meeting an SA owned elsewhere is
 //! handed to the owner with its metadata and continues there in the same node.
 
-use super::{Ctx, Env, Handoff, Node, Pipeline};
+use super::{Ctx, Env, Handoff, Meta, Node, Pipeline};
 use crate::esp;
 use crate::events::{Event, PuntKind, Punted};
 use crate::icmp_error::IcmpError;
@@ -20,16 +20,18 @@ use crate::wire::{ipproto, Ipv4Packet};
 const IKE_PORT: u16 = 500;
 const NATT_PORT: u16 = 4500;
 
-/// What a packet to one of our addresses is, as far as IPsec cares.
+/// What a packet to one of our addresses is, as far as IPsec and tunnels care.
 enum LocalKind {
     /// ESP; the SPI is at this offset from the IP header.
     Esp(usize),
     Ike,
     Keepalive,
+    /// Possibly a tunnel packet (protocol or UDP port some tunnel uses).
+    Tunnel,
     Other,
 }
 
-fn local_kind(d: &[u8], v6: bool) -> LocalKind {
+fn local_kind(t: &Tables, d: &[u8], v6: bool) -> LocalKind {
     let (proto, l4) = if v6 {
         match crate::wire::Ipv6Packet::new_checked(d).and_then(|ip| ip.upper_layer()) {
             Ok(ul) if !ul.fragment => (ul.protocol, ul.offset),
@@ -56,11 +58,47 @@ fn local_kind(d: &[u8], v6: bool) -> LocalKind {
                 NATT_PORT if payload.len() >= 4 && payload[..4] == [0, 0, 0, 0] => LocalKind::Ike,
                 NATT_PORT if payload.len() >= 8 => LocalKind::Esp(l4 + 8),
                 NATT_PORT => LocalKind::Other,
+                p if t.tunnels.wants(ipproto::UDP, Some(p)) => LocalKind::Tunnel,
                 _ => LocalKind::Other,
             }
         }
+        p if t.tunnels.wants(p, None) => LocalKind::Tunnel,
         _ => LocalKind::Other,
     }
+}
+
+/// The inbound SPD check of a packet that came from outside (decrypted or not); `None` to
+/// let it pass. Packets we made ourselves are not checked.
+fn inbound_verdict(t: &Tables, m: &Meta, k: &FlowKey) -> Option<DropReason> {
+    inbound_check(t, m, k).0
+}
+
+/// [`inbound_verdict`] and the counters index of the policy that gave it (the default
+/// action's after the last policy), `None` when no policy was consulted.
+fn inbound_check(t: &Tables, m: &Meta, k: &FlowKey) -> (Option<DropReason>, Option<usize>) {
+    if m.local_origin && m.sa_in == 0 {
+        return (None, None);
+    }
+    // Decrypted by a VTI's SA: it arrived on the VTI, whose selectors are 0/0.
+    if m.sa_in != 0 && !t.ipsec.vti_in.is_empty() && t.ipsec.vti_in.contains_key(&(m.sa_in - 1)) {
+        return (None, None);
+    }
+    let pol = t.ipsec.classify(Dir::In, m.in_if, k);
+    let id = pol.map_or(t.ipsec.policies().len(), |p| p.id as usize);
+    let verdict = match pol.map(|p| &p.action) {
+        Some(Action::Protect { inbound, .. }) => match m.sa_in {
+            0 => Some(DropReason::SpdUnprotected),
+            s if !inbound.contains(&(s - 1)) => Some(DropReason::EspPolicyMismatch),
+            _ => None,
+        },
+        Some(Action::Discard) => Some(DropReason::SpdDiscard),
+        // Decrypted traffic must fall within a policy naming its SA.
+        Some(Action::Bypass) | None if m.sa_in != 0 => Some(DropReason::EspPolicyMismatch),
+        Some(Action::Bypass) => None,
+        None if t.ipsec.default_discard => Some(DropReason::SpdDiscard),
+        None => None,
+    };
+    (verdict, Some(id))
 }
 
 /// The IPv4 source of the packet at the start of `d` as a number (0 for IPv6 or a short
@@ -90,15 +128,36 @@ impl<P: Packet> Pipeline<P> {
         ctx.counters.drop_noted(reason, detail);
     }
 
-    /// A packet to one of our addresses while SAs are installed: ESP and NAT-T go to ESP
-    /// input, IKE to the control thread, NAT keepalives are absorbed, the rest is local.
-    pub(super) fn local_ipsec<E: Env<P>>(&mut self, ctx: &Ctx, env: &mut E, i: usize) {
+    /// A packet to one of our addresses while SAs or tunnels are installed: ESP and NAT-T go
+    /// to ESP input, IKE to the control thread, NAT keepalives are absorbed, tunnel packets
+    /// (that pass the inbound policy check) to decapsulation, the rest is local.
+    pub(super) fn local_dispatch<E: Env<P>>(
+        &mut self,
+        t: &Tables,
+        ctx: &Ctx,
+        env: &mut E,
+        i: usize,
+    ) {
         let Some(p) = self.slots[i].as_ref() else {
             return;
         };
         let m = self.meta[i];
-        match local_kind(p.data(), m.v6) {
+        match local_kind(t, p.data(), m.v6) {
             LocalKind::Esp(_) => self.sched.push(Node::EspIn, i),
+            LocalKind::Tunnel => {
+                // Tunnel packets are transit traffic for the SPD: a policy may require GRE
+                // or VXLAN between the endpoints to arrive protected.
+                if !t.ipsec.is_inactive() {
+                    if let Some(r) = FlowKey::of(p.data(), m.v6)
+                        .map_or(Some(DropReason::EspPolicyMismatch), |k| {
+                            inbound_verdict(t, &m, &k)
+                        })
+                    {
+                        return self.drop(ctx, i, r);
+                    }
+                }
+                self.sched.push(Node::Decap, i)
+            }
             LocalKind::Ike => {
                 let Some(pkt) = self.slots[i].take() else {
                     return;
@@ -152,7 +211,7 @@ impl<P: Packet> Pipeline<P> {
         let Some(p) = self.slots[i].as_ref() else {
             return;
         };
-        let LocalKind::Esp(off) = local_kind(p.data(), self.meta[i].v6) else {
+        let LocalKind::Esp(off) = local_kind(t, p.data(), self.meta[i].v6) else {
             return self.drop(ctx, i, DropReason::EspMalformed);
         };
         let Some(spi) = p
@@ -249,8 +308,7 @@ impl<P: Packet> Pipeline<P> {
     }
 
     /// Policy check of a forwarded packet; false if it was consumed (dropped or sent to ESP
-    /// output). `out_if` is the egress interface (policy scope on output). Each verdict is
-    /// counted on the policy that gave it (the default action on the extra last entry).
+    /// output). `out_if` is the egress interface (policy scope on output).
     pub(super) fn policy_check<E: Env<P>>(
         &mut self,
         t: &Tables,
@@ -275,29 +333,12 @@ impl<P: Packet> Pipeline<P> {
                 c.add(ctx.worker, what, n);
             }
         };
-        // Decrypted by a VTI's SA: arrived on the VTI, whose selectors are 0/0.
-        let from_vti = m.sa_in != 0
-            && !t.ipsec.vti_in.is_empty()
-            && t.ipsec.vti_in.contains_key(&(m.sa_in - 1));
         // Inbound: everything that came from outside (decrypted or not).
-        if (!m.local_origin || m.sa_in != 0) && !from_vti {
-            let pol = t.ipsec.classify(Dir::In, m.in_if, &k);
-            let id = pol.map_or(default_id, |p| p.id as usize);
-            let verdict = match pol.map(|p| &p.action) {
-                Some(Action::Protect { inbound, .. }) => match m.sa_in {
-                    0 => Some(DropReason::SpdUnprotected),
-                    s if !inbound.contains(&(s - 1)) => Some(DropReason::EspPolicyMismatch),
-                    _ => None,
-                },
-                Some(Action::Discard) => Some(DropReason::SpdDiscard),
-                // Decrypted traffic must fall within a policy naming its SA.
-                Some(Action::Bypass) | None if m.sa_in != 0 => Some(DropReason::EspPolicyMismatch),
-                Some(Action::Bypass) => None,
-                None if t.ipsec.default_discard => Some(DropReason::SpdDiscard),
-                None => None,
-            };
-            if let Some(r) = verdict {
-                count(id, PolicyStat::Discarded, 1);
+        match inbound_check(t, &m, &k) {
+            (Some(r), id) => {
+                if let Some(id) = id {
+                    count(id, PolicyStat::Discarded, 1);
+                }
                 let spi = match m.sa_in {
                     0 => 0,
                     s => self.sas.get_mut(s - 1).map_or(0, |o| o.sa.spi()),
@@ -305,10 +346,11 @@ impl<P: Packet> Pipeline<P> {
                 self.drop_noted(ctx, i, r, reject_detail(spi, src));
                 return false;
             }
-            if m.sa_in != 0 {
+            (None, Some(id)) if m.sa_in != 0 => {
                 count(id, PolicyStat::InProtected, 1);
                 count(id, PolicyStat::InProtectedBytes, len);
             }
+            _ => {}
         }
         // Routed into a VTI: the route is the outbound policy (see `vti_out`).
         if matches!(
@@ -443,6 +485,9 @@ mod tests {
             self.handed.push((o, h));
             Ok(())
         }
+        fn alloc(&mut self) -> Option<HeapPacket> {
+            None
+        }
     }
 
     fn sa(spi: u32, key: &[u8], local: Ipv4Addr, remote: Ipv4Addr) -> Sa {
@@ -531,6 +576,7 @@ mod tests {
             interfaces: ifs,
             fib: Fib::build(&routes, nhs).unwrap(),
             ipsec,
+            tunnels: Default::default(),
         }
     }
 

@@ -13,6 +13,7 @@ mod esp;
 mod fast;
 mod nodes;
 mod ratelimit;
+mod tunnel;
 
 pub use ratelimit::{RateLimiter, ResolveFilter};
 
@@ -36,13 +37,19 @@ pub enum Node {
     L2In = 0,
     IpIn,
     EspIn,
+    Decap,
     Local,
     Forward,
+    Encap,
     EspOut,
     Output,
 }
 
-const NODES: usize = 7;
+const NODES: usize = 9;
+
+/// Fragments waiting for their turn through the encap node (made by fragmenting a packet
+/// that exceeds a tunnel's MTU); a packet that would overflow this is dropped as NoBuffer.
+pub const MAX_DEFERRED: usize = MAX_BURST;
 
 /// Per-packet metadata carried beside the packet through the nodes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -68,6 +75,8 @@ pub struct Meta {
     pub sa_out: u32,
     /// The packet is our own ESP output: policies do not apply to it again.
     pub esp_out: bool,
+    /// Tunnel index (valid in the encap node).
+    pub tun: u32,
 }
 
 /// A packet sent to the worker that owns the SA it needs, with where it goes there.
@@ -85,6 +94,8 @@ pub trait Env<P> {
     fn event(&mut self, e: Event) -> bool;
     /// Pass a packet to worker `owner` (the owner of its SA); gives it back when full.
     fn handoff(&mut self, owner: u16, h: Handoff<P>) -> Result<(), Handoff<P>>;
+    /// An empty buffer from the worker's pool (for fragments), `None` when it is empty.
+    fn alloc(&mut self) -> Option<P>;
 }
 
 /// Worker state that outlives a burst.
@@ -127,6 +138,8 @@ pub struct Pipeline<P> {
     pub fast_path: bool,
     /// The SAs this worker owns.
     pub sas: SaStore,
+    /// Fragments made in this run, still to be encapsulated.
+    deferred: Vec<(P, Meta)>,
 }
 
 impl<P: Packet> Pipeline<P> {
@@ -144,6 +157,7 @@ impl<P: Packet> Pipeline<P> {
                 .collect(),
             fast_path: true,
             sas: SaStore::default(),
+            deferred: Vec::with_capacity(MAX_DEFERRED),
         }
     }
 
@@ -222,7 +236,22 @@ impl<P: Packet> Pipeline<P> {
         self.execute(t, ctx, env);
     }
 
+    /// Run every queued packet to its end, then the fragments that run made, a burst at a
+    /// time (every slot is free again once the queues are empty).
     fn execute<E: Env<P>>(&mut self, t: &Tables, ctx: &mut Ctx, env: &mut E) {
+        self.run_queues(t, ctx, env);
+        while !self.deferred.is_empty() {
+            let n = self.deferred.len().min(MAX_BURST);
+            for (i, (p, m)) in self.deferred.drain(..n).enumerate() {
+                self.slots[i] = Some(p);
+                self.meta[i] = m;
+                self.sched.push(Node::Encap, i);
+            }
+            self.run_queues(t, ctx, env);
+        }
+    }
+
+    fn run_queues<E: Env<P>>(&mut self, t: &Tables, ctx: &mut Ctx, env: &mut E) {
         let mut work = [0u16; MAX_BURST];
         while let Some(node) = (0..NODES).find(|&n| self.sched.len[n] > 0) {
             let len = self.sched.len[node];
@@ -234,9 +263,11 @@ impl<P: Packet> Pipeline<P> {
                     0 => self.l2_in(t, ctx, env, i),
                     1 => self.ip_in(t, ctx, env, i),
                     2 => self.esp_in(t, ctx, env, i),
-                    3 => self.local(ctx, env, i),
-                    4 => self.forward(t, ctx, env, i),
-                    5 => self.esp_out(t, ctx, env, i),
+                    3 => self.decap(t, ctx, i),
+                    4 => self.local(ctx, env, i),
+                    5 => self.forward(t, ctx, env, i),
+                    6 => self.encap(t, ctx, env, i),
+                    7 => self.esp_out(t, ctx, env, i),
                     _ => self.output(t, ctx, i),
                 }
             }
@@ -265,3 +296,5 @@ impl<P: Packet> Pipeline<P> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tunnel_tests;

@@ -31,6 +31,11 @@ impl<P: Packet> Pipeline<P> {
         let Some(pe) = t.ports.get(m.in_port as usize) else {
             return self.drop(ctx, i, DropReason::UnknownVlan);
         };
+        if !pe.xconnects.is_empty() {
+            if let Some((tun, strip)) = pe.xconnect(l2.outer_vlan) {
+                return self.xconnect_in(ctx, i, tun, strip);
+            }
+        }
         let d = p.data();
         let dst = Mac([d[0], d[1], d[2], d[3], d[4], d[5]]);
         if dst != pe.mac && !dst.is_multicast() {
@@ -103,8 +108,8 @@ impl<P: Packet> Pipeline<P> {
         };
         match looked_up {
             Ok((_, NextHop::Local { .. })) => {
-                if !t.ipsec.sa_in.is_empty() || m.sa_in != 0 {
-                    self.local_ipsec(ctx, env, i)
+                if !t.ipsec.sa_in.is_empty() || m.sa_in != 0 || !t.tunnels.is_empty() {
+                    self.local_dispatch(t, ctx, env, i)
                 } else {
                     self.sched.push(Node::Local, i)
                 }
@@ -208,8 +213,11 @@ impl<P: Packet> Pipeline<P> {
             }
             NextHop::Local { .. } => self.sched.push(Node::Local, i),
             NextHop::Blackhole => self.drop(ctx, i, DropReason::RouteBlackhole),
+            NextHop::Tunnel { tunnel } => {
+                self.meta[i].tun = tunnel;
+                self.sched.push(Node::Encap, i);
+            }
             NextHop::Vti { vti } => self.vti_out(t, ctx, env, i, vti),
-            NextHop::Tunnel { .. } => self.drop(ctx, i, DropReason::NoRoute),
         }
     }
 

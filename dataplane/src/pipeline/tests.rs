@@ -9,15 +9,15 @@ use crate::wire::Mac;
 use etherparse::{PacketBuilder, SlicedPacket};
 use std::net::IpAddr;
 
-const MAC0: Mac = Mac([2, 0, 0, 0, 0, 0x10]);
-const MAC1: Mac = Mac([2, 0, 0, 0, 0, 0x11]);
-const HOST_A: Mac = Mac([2, 0, 0, 0, 0, 0xa]);
-const HOST_B: Mac = Mac([2, 0, 0, 0, 0, 0xb]);
+pub(super) const MAC0: Mac = Mac([2, 0, 0, 0, 0, 0x10]);
+pub(super) const MAC1: Mac = Mac([2, 0, 0, 0, 0, 0x11]);
+pub(super) const HOST_A: Mac = Mac([2, 0, 0, 0, 0, 0xa]);
+pub(super) const HOST_B: Mac = Mac([2, 0, 0, 0, 0, 0xb]);
 const HOST_V: Mac = Mac([2, 0, 0, 0, 0, 0xc]);
 
 #[derive(Default)]
-struct TestEnv {
-    punted: Vec<Punted<HeapPacket>>,
+pub(super) struct TestEnv {
+    pub(super) punted: Vec<Punted<HeapPacket>>,
     events: Vec<Event>,
     punt_full: bool,
     handed: Vec<(u16, Handoff<HeapPacket>)>,
@@ -38,6 +38,9 @@ impl Env<HeapPacket> for TestEnv {
     fn handoff(&mut self, owner: u16, h: Handoff<HeapPacket>) -> Result<(), Handoff<HeapPacket>> {
         self.handed.push((owner, h));
         Ok(())
+    }
+    fn alloc(&mut self) -> Option<HeapPacket> {
+        Some(HeapPacket::with_room(&[], 128, 2048))
     }
 }
 
@@ -131,20 +134,21 @@ fn tables() -> Tables {
         interfaces: ifs,
         fib: Fib::build(&routes, nhs).unwrap(),
         ipsec: Default::default(),
+        tunnels: Default::default(),
     }
 }
 
-struct Rig {
-    t: Tables,
-    p: Pipeline<HeapPacket>,
-    env: TestEnv,
-    counters: Box<WorkerCounters>,
+pub(super) struct Rig {
+    pub(super) t: Tables,
+    pub(super) p: Pipeline<HeapPacket>,
+    pub(super) env: TestEnv,
+    pub(super) counters: Box<WorkerCounters>,
     icmp: RateLimiter,
     resolve: ResolveFilter,
 }
 
 impl Rig {
-    fn new() -> Rig {
+    pub(super) fn new() -> Rig {
         Rig {
             t: tables(),
             p: Pipeline::new(2),
@@ -155,7 +159,7 @@ impl Rig {
         }
     }
 
-    fn rx(&mut self, port: u16, frames: &[Vec<u8>]) {
+    pub(super) fn rx(&mut self, port: u16, frames: &[Vec<u8>]) {
         let mut v: Vec<HeapPacket> = frames.iter().map(|f| HeapPacket::from_frame(f)).collect();
         let mut ctx = Ctx {
             worker: 0,
@@ -171,16 +175,16 @@ impl Rig {
         assert!(v.is_empty());
     }
 
-    fn take_tx(&mut self, port: usize) -> Vec<Vec<u8>> {
+    pub(super) fn take_tx(&mut self, port: usize) -> Vec<Vec<u8>> {
         self.p.tx[port].drain(..).map(|p| p.to_vec()).collect()
     }
 
-    fn drops(&self, r: DropReason) -> u64 {
+    pub(super) fn drops(&self, r: DropReason) -> u64 {
         self.counters.drops[r as usize].get()
     }
 }
 
-fn udp4(dst_mac: Mac, src: [u8; 4], dst: [u8; 4], ttl: u8, len: usize) -> Vec<u8> {
+pub(super) fn udp4(dst_mac: Mac, src: [u8; 4], dst: [u8; 4], ttl: u8, len: usize) -> Vec<u8> {
     let mut v = Vec::new();
     PacketBuilder::ethernet2(HOST_A.0, dst_mac.0)
         .ipv4(src, dst, ttl)
@@ -190,7 +194,7 @@ fn udp4(dst_mac: Mac, src: [u8; 4], dst: [u8; 4], ttl: u8, len: usize) -> Vec<u8
     v
 }
 
-fn udp6(dst_mac: Mac, src: &str, dst: &str, hops: u8) -> Vec<u8> {
+pub(super) fn udp6(dst_mac: Mac, src: &str, dst: &str, hops: u8) -> Vec<u8> {
     let s: std::net::Ipv6Addr = src.parse().unwrap();
     let d: std::net::Ipv6Addr = dst.parse().unwrap();
     let mut v = Vec::new();

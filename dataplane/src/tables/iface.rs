@@ -39,10 +39,15 @@ pub struct PortEntry {
     pub untagged: Option<IfIndex>,
     /// Interfaces of tagged frames: (vlan, interface). Few per port, so a scan is cheapest.
     pub vlans: Vec<(u16, IfIndex)>,
-    /// L2 cross-connects: (vlan or 0 for untagged, cross-connect index). A matching frame is
-    /// bridged into the tunnel whatever its MAC.
+    /// L2 cross-connects: (VLAN, tunnel index). A matching frame is carried into the tunnel
+    /// whatever its MAC. VLAN 0 matches untagged frames, [`XCONNECT_PORT`] every frame on the
+    /// port that no other entry matches (carried with its tags); a VLAN entry's tag is
+    /// removed on the way in and put back on the way out.
     pub xconnects: Vec<(u16, u32)>,
 }
+
+/// The cross-connect "VLAN" of a whole-port cross-connect.
+pub const XCONNECT_PORT: u16 = u16::MAX;
 
 impl PortEntry {
     /// Interface for a frame with outer VLAN `vlan` (0 = untagged).
@@ -54,16 +59,23 @@ impl PortEntry {
         self.vlans.iter().find(|(v, _)| *v == vlan).map(|&(_, i)| i)
     }
 
-    /// Cross-connect for a frame with outer VLAN `vlan` (0 = untagged).
+    /// Cross-connect (tunnel, remove the tag) for a frame with outer VLAN `vlan` (0 =
+    /// untagged).
     #[inline]
-    pub fn xconnect(&self, vlan: u16) -> Option<u32> {
+    pub fn xconnect(&self, vlan: u16) -> Option<(u32, bool)> {
         if self.xconnects.is_empty() {
             return None;
         }
         self.xconnects
             .iter()
             .find(|(v, _)| *v == vlan)
-            .map(|&(_, x)| x)
+            .map(|&(_, x)| (x, vlan != 0))
+            .or_else(|| {
+                self.xconnects
+                    .iter()
+                    .find(|(v, _)| *v == XCONNECT_PORT)
+                    .map(|&(_, x)| (x, false))
+            })
     }
 }
 

@@ -5,6 +5,7 @@ pub mod fib;
 pub mod iface;
 pub mod ipsec;
 pub mod lpm;
+pub mod tunnels;
 
 use arc_swap::ArcSwap;
 use fib::Fib;
@@ -25,6 +26,8 @@ pub struct Tables {
     pub fib: Fib,
     /// Security policies and inbound SA index.
     pub ipsec: ipsec::IpsecTables,
+    /// Overlay tunnels and their demultiplexer.
+    pub tunnels: tunnels::TunnelTable,
 }
 
 impl Tables {
@@ -36,6 +39,7 @@ impl Tables {
             interfaces: Vec::new(),
             fib: Fib::empty(),
             ipsec: ipsec::IpsecTables::default(),
+            tunnels: tunnels::TunnelTable::default(),
         }
     }
 }

@@ -29,6 +29,9 @@ pub struct DecapConfig<'a> {
     /// Geneve options (class, type with its critical bit) this gateway understands; a
     /// critical option not listed drops the packet.
     pub geneve_known_options: &'a [(u16, u8)],
+    /// Further UDP ports and the tunnel kind each carries (tunnels configured with a port
+    /// other than their kind's); searched after the three above.
+    pub other_udp_ports: &'a [(u16, TunnelKind)],
 }
 
 impl Default for DecapConfig<'static> {
@@ -39,6 +42,7 @@ impl Default for DecapConfig<'static> {
             geneve_port: geneve::UDP_PORT,
             udp6_zero_checksum: false,
             geneve_known_options: &[],
+            other_udp_ports: &[],
         }
     }
 }
@@ -89,6 +93,9 @@ pub struct DecapInfo {
     pub gre_flags: u16,
     /// The GRE sequence number, when present.
     pub gre_seq: Option<u32>,
+    /// The outer packet is UDP over IPv6 with a zero checksum (accepted by [`decap_parse`]
+    /// only under `DecapConfig::udp6_zero_checksum`; the tunnel found must allow it too).
+    pub udp6_zero_checksum: bool,
 }
 
 /// Check the inner packet at the start of `b` and return its length. `ipip` selects the
@@ -257,6 +264,7 @@ pub fn decap_parse(pkt: &[u8], cfg: &DecapConfig) -> Result<DecapInfo, DropReaso
     };
 
     let mut port = 0;
+    let mut udp6_zero = false;
     let mut off = l4_off;
     let (kind, payload, tlen, id, gre_flags, gre_seq, tun) = {
         let (t, tun): (Tun, &[u8]) = match proto {
@@ -288,9 +296,12 @@ pub fn decap_parse(pkt: &[u8], cfg: &DecapConfig) -> Result<DecapInfo, DropReaso
                     TunnelKind::VxlanGpe
                 } else if port == cfg.geneve_port {
                     TunnelKind::Geneve
+                } else if let Some(&(_, k)) = cfg.other_udp_ports.iter().find(|(p, _)| *p == port) {
+                    k
                 } else {
                     return Err(DropReason::TunnelNoMatch);
                 };
+                udp6_zero = local.is_ipv6() && u.checksum() == 0;
                 let ok = match (local, remote) {
                     (IpAddr::V4(l), IpAddr::V4(r)) => u.verify_v4(r.octets(), l.octets()),
                     (IpAddr::V6(l), IpAddr::V6(r)) => {
@@ -326,6 +337,7 @@ pub fn decap_parse(pkt: &[u8], cfg: &DecapConfig) -> Result<DecapInfo, DropReaso
         outer_tos,
         gre_flags,
         gre_seq,
+        udp6_zero_checksum: udp6_zero,
     })
 }
 

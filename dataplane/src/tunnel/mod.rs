@@ -24,7 +24,7 @@ pub use encap::{encap, nvgre_flow_id, outer_flow_label, udp_src_port};
 use crate::outer::OuterPolicy;
 use crate::stats::DropReason;
 use crate::wire::geneve::{self, GeneveOptionBuf};
-use crate::wire::{etherip, gre, udp, vxlan, vxlan_gpe};
+use crate::wire::{be16, etherip, gre, ipproto, udp, vxlan, vxlan_gpe};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The tunnel encapsulations.
@@ -294,42 +294,57 @@ impl TunnelEncap {
 
     /// Control-plane check of the combination of settings (not called per packet).
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_field().map_err(|(_, e)| e)
+    }
+
+    /// [`validate`](Self::validate), also naming the setting at fault as the configuration
+    /// calls it: `key`, `gre_checksum`, `payload`, `port`, `geneve_options`, `ttl`, `local`
+    /// or `remote`.
+    pub fn validate_field(&self) -> Result<(), (&'static str, String)> {
         let k = self.kind;
         let name = k.name();
         match (k, self.key) {
-            (TunnelKind::Nvgre, None) => return Err("nvgre needs a key (the VSID)".into()),
+            (TunnelKind::Nvgre, None) => {
+                return Err(("key", "nvgre needs a key (the VSID)".into()))
+            }
             (TunnelKind::Nvgre, Some(v))
                 if !(gre::NVGRE_VSID_MIN..=gre::NVGRE_VSID_MAX).contains(&v) =>
             {
-                return Err(format!(
-                    "nvgre VSID {v} is reserved or out of range (RFC 7637: {}..={})",
-                    gre::NVGRE_VSID_MIN,
-                    gre::NVGRE_VSID_MAX
+                return Err((
+                    "key",
+                    format!(
+                        "nvgre VSID {v} is reserved or out of range (RFC 7637: {}..={})",
+                        gre::NVGRE_VSID_MIN,
+                        gre::NVGRE_VSID_MAX
+                    ),
                 ))
             }
             (TunnelKind::Vxlan | TunnelKind::VxlanGpe | TunnelKind::Geneve, None) => {
-                return Err(format!("{name} needs a key (the VNI)"))
+                return Err(("key", format!("{name} needs a key (the VNI)")))
             }
             (TunnelKind::Vxlan | TunnelKind::VxlanGpe | TunnelKind::Geneve, Some(v))
                 if v > vxlan::VNI_MAX =>
             {
-                return Err(format!("{name} VNI {v} does not fit in 24 bits"))
+                return Err(("key", format!("{name} VNI {v} does not fit in 24 bits")))
             }
             (TunnelKind::Ipip | TunnelKind::Etherip, Some(_)) => {
-                return Err(format!("{name} has no key"))
+                return Err(("key", format!("{name} has no key")))
             }
             _ => {}
         }
         if (self.gre_checksum || self.gre_sequence)
             && !matches!(k, TunnelKind::Gre | TunnelKind::GreTeb)
         {
-            return Err(format!(
-                "GRE checksum/sequence options do not apply to {name}{}",
-                if k == TunnelKind::Nvgre {
-                    " (RFC 7637: C and S must be 0)"
-                } else {
-                    ""
-                }
+            return Err((
+                "gre_checksum",
+                format!(
+                    "GRE checksum/sequence options do not apply to {name}{}",
+                    if k == TunnelKind::Nvgre {
+                        " (RFC 7637: C and S must be 0)"
+                    } else {
+                        ""
+                    }
+                ),
             ));
         }
         match (k, self.payload) {
@@ -337,66 +352,80 @@ impl TunnelEncap {
                 TunnelKind::GreTeb | TunnelKind::Nvgre | TunnelKind::Vxlan | TunnelKind::Etherip,
                 p,
             ) if p != Payload::Ethernet => {
-                return Err(format!("{name} carries Ethernet frames only"))
+                return Err(("payload", format!("{name} carries Ethernet frames only")))
             }
             (TunnelKind::Gre | TunnelKind::Ipip, Payload::Ethernet) => {
-                return Err(format!(
-                    "{name} carries IP packets (use gre-teb for Ethernet over GRE)"
+                return Err((
+                    "payload",
+                    format!("{name} carries IP packets (use gre-teb for Ethernet over GRE)"),
                 ))
             }
             _ => {}
         }
         if k.is_udp() {
             if self.dst_port == 0 {
-                return Err(format!("{name} needs a UDP destination port"));
+                return Err(("port", format!("{name} needs a UDP destination port")));
             }
             if self.sport_min == 0 || self.sport_min > self.sport_max {
-                return Err(format!(
-                    "bad UDP source port range {}-{}",
-                    self.sport_min, self.sport_max
+                return Err((
+                    "port",
+                    format!(
+                        "bad UDP source port range {}-{}",
+                        self.sport_min, self.sport_max
+                    ),
                 ));
             }
         }
         if !self.geneve_options.is_empty() && k != TunnelKind::Geneve {
-            return Err(format!("{name} has no options"));
+            return Err(("geneve_options", format!("{name} has no options")));
         }
         if self.outer.ttl == 0 {
-            return Err("outer TTL 0".into());
+            return Err(("ttl", "outer TTL 0".into()));
         }
         match self.endpoints {
             Endpoints::V4 { local, remote } => {
                 if local.is_unspecified() || local.is_multicast() || local.is_broadcast() {
-                    return Err(format!("local address {local} is not a unicast address"));
+                    return Err((
+                        "local",
+                        format!("local address {local} is not a unicast address"),
+                    ));
                 }
                 if remote.is_unspecified() || remote.is_broadcast() {
-                    return Err(format!("remote address {remote} is not usable"));
+                    return Err(("remote", format!("remote address {remote} is not usable")));
                 }
                 if remote.is_multicast() {
                     if !k.is_udp() {
-                        return Err(format!("{name} cannot use a multicast remote"));
+                        return Err(("remote", format!("{name} cannot use a multicast remote")));
                     }
                     if remote.octets()[..3] == [224, 0, 0] {
-                        return Err(format!(
-                            "multicast group {remote} is in the local network control block \
-                             224.0.0.0/24 (RFC 5771)"
+                        return Err((
+                            "remote",
+                            format!(
+                                "multicast group {remote} is in the local network control \
+                                 block 224.0.0.0/24 (RFC 5771)"
+                            ),
                         ));
                     }
                 }
             }
             Endpoints::V6 { local, remote } => {
                 if local.is_unspecified() || local.is_multicast() {
-                    return Err(format!("local address {local} is not a unicast address"));
+                    return Err((
+                        "local",
+                        format!("local address {local} is not a unicast address"),
+                    ));
                 }
                 if remote.is_unspecified() {
-                    return Err(format!("remote address {remote} is not usable"));
+                    return Err(("remote", format!("remote address {remote} is not usable")));
                 }
                 if remote.is_multicast() {
                     if !k.is_udp() {
-                        return Err(format!("{name} cannot use a multicast remote"));
+                        return Err(("remote", format!("{name} cannot use a multicast remote")));
                     }
                     if remote.octets()[1] & 0x0f <= 2 {
-                        return Err(format!(
-                            "multicast group {remote} has interface- or link-local scope"
+                        return Err((
+                            "remote",
+                            format!("multicast group {remote} has interface- or link-local scope"),
                         ));
                     }
                 }
@@ -404,6 +433,69 @@ impl TunnelEncap {
         }
         Ok(())
     }
+}
+
+/// A hash of the inner flow — addresses, protocol and ports of the inner IP packet (looked up
+/// through the Ethernet header and VLAN tags of an L2 payload; the MAC addresses for a non-IP
+/// frame) — for the outer entropy: UDP source port (RFC 7348 §5), NVGRE FlowID, IPv6 flow
+/// label. Every read is length-checked; what cannot be read is left out of the hash.
+#[inline]
+pub fn inner_flow_hash(b: &[u8], ethernet: bool) -> u32 {
+    use crate::wire::ethernet::{EtherType, L2Header};
+    #[inline(always)]
+    fn mix(h: u64, x: u64) -> u64 {
+        (h ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29)
+    }
+    fn word(b: &[u8], at: usize) -> u64 {
+        b.get(at..at + 8)
+            .map(|w| u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]))
+            .unwrap_or(0)
+    }
+    let (ip, et) = if ethernet {
+        match L2Header::parse(b) {
+            Ok(l2) => (b.get(l2.l3_offset..).unwrap_or(&[]), l2.ethertype),
+            Err(_) => (&[][..], 0),
+        }
+    } else {
+        match b.first().map(|v| v >> 4) {
+            Some(4) => (b, EtherType::IPV4),
+            Some(6) => (b, EtherType::IPV6),
+            _ => (b, 0),
+        }
+    };
+    let ports = |l4: usize| {
+        ip.get(l4..l4 + 4)
+            .map(|p| u32::from_ne_bytes([p[0], p[1], p[2], p[3]]) as u64)
+            .unwrap_or(0)
+    };
+    let h = match et {
+        EtherType::IPV4 if ip.len() >= crate::wire::ipv4::MIN_HEADER_LEN => {
+            let proto = ip[9];
+            let hl = ((ip[0] & 0x0f) as usize) * 4;
+            let first = be16(ip, 6) & 0x1fff == 0;
+            let l4 = if first && matches!(proto, ipproto::TCP | ipproto::UDP | ipproto::SCTP) {
+                ports(hl)
+            } else {
+                0
+            };
+            mix(mix(word(ip, 12), proto as u64), l4)
+        }
+        EtherType::IPV6 if ip.len() >= crate::wire::ipv6::HEADER_LEN => {
+            let proto = ip[6];
+            let l4 = if matches!(proto, ipproto::TCP | ipproto::UDP | ipproto::SCTP) {
+                ports(crate::wire::ipv6::HEADER_LEN)
+            } else {
+                0
+            };
+            let a = mix(
+                mix(word(ip, 8), word(ip, 16)),
+                mix(word(ip, 24), word(ip, 32)),
+            );
+            mix(mix(a, proto as u64), l4)
+        }
+        _ => mix(word(b, 0), word(b, 4)),
+    };
+    (h ^ (h >> 32)) as u32
 }
 
 /// RFC 2890 receive-side sequence state of one GRE tunnel: a packet is accepted only if its
@@ -417,6 +509,11 @@ pub struct GreSeqState {
 }
 
 impl GreSeqState {
+    /// A state from its stored parts (`seen`, last accepted number).
+    #[inline]
+    pub fn from_parts(seen: bool, last: u32) -> Self {
+        GreSeqState { last, seen }
+    }
     /// Accept `seq` and remember it, or refuse it without changing the state.
     #[inline]
     pub fn accept(&mut self, seq: u32) -> Result<(), DropReason> {

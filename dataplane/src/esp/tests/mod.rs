@@ -25,12 +25,12 @@ pub(super) fn all_suites() -> Vec<Suite> {
     for k in [Aes128, Aes192, Aes256] {
         v.push(Suite::AesGcm(k));
         v.push(Suite::AesGmac(k));
-        for i in [HmacSha1_96, HmacSha256_128, HmacSha512_256] {
+        for i in [HmacSha1_96, HmacSha256_128, HmacSha384_192, HmacSha512_256] {
             v.push(Suite::AesCbc(k, i));
         }
     }
     v.push(Suite::ChaCha20Poly1305);
-    for i in [HmacSha1_96, HmacSha256_128, HmacSha512_256] {
+    for i in [HmacSha1_96, HmacSha256_128, HmacSha384_192, HmacSha512_256] {
         v.push(Suite::Null(i));
     }
     v

@@ -194,3 +194,46 @@ fn published_vectors_refuse_any_flipped_bit() {
         }
     }
 }
+
+#[test]
+fn published_vector_fields_agree_with_each_other() {
+    let all = vectors();
+    let count = |f: &dyn Fn(&Vector) -> bool| all.iter().filter(|t| f(t)).count();
+    assert_eq!(count(&|t| t.v["source"] == "draft-mcgrew-gcm-test-01"), 17);
+    assert_eq!(count(&|t| t.v["source"] == "RFC 7634"), 1);
+    assert_eq!(count(&|t| t.esn), 11, "ESN cases");
+    assert_eq!(count(&|t| matches!(t.suite, Suite::AesGmac(_))), 1);
+    for k in [AesKeyLen::Aes128, AesKeyLen::Aes192, AesKeyLen::Aes256] {
+        assert!(count(&|t| t.suite == Suite::AesGcm(k)) > 0, "{k:?}");
+    }
+    for t in &all {
+        assert_eq!(t.v["verified"], true, "{}", t.name);
+        let mut nonce = field(&t.v, "salt");
+        nonce.extend(field(&t.v, "iv"));
+        assert_eq!(field(&t.v, "nonce"), nonce, "{}", t.name);
+        let (spi, seq, iv) = (field(&t.v, "spi"), field(&t.v, "seq"), field(&t.v, "iv"));
+        let mut aad = spi.clone();
+        if t.esn {
+            aad.extend(field(&t.v, "esn_high"));
+        }
+        aad.extend(&seq);
+        if matches!(t.suite, Suite::AesGmac(_)) {
+            aad.extend(&iv);
+            aad.extend(&t.clear);
+            assert!(field(&t.v, "ciphertext").is_empty(), "{}", t.name);
+        } else {
+            assert_eq!(field(&t.v, "plaintext"), t.clear, "{}", t.name);
+        }
+        assert_eq!(field(&t.v, "aad"), aad, "{}", t.name);
+        // SPI || seq || IV || ciphertext || tag (GMAC: the payload travels in the clear).
+        let mut esp = [spi, seq, iv].concat();
+        if matches!(t.suite, Suite::AesGmac(_)) {
+            esp.extend(&t.clear);
+        } else {
+            esp.extend(field(&t.v, "ciphertext"));
+        }
+        esp.extend(field(&t.v, "tag"));
+        let esp_at = if t.v["source"] == "RFC 7634" { 20 } else { 0 };
+        assert_eq!(t.esp_packet[esp_at..], esp[..], "{}", t.name);
+    }
+}

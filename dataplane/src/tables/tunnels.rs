@@ -1,0 +1,517 @@
+//! The tunnel table a worker reads: every configured overlay tunnel (its encapsulation, what
+//! it is attached to, its MTU) and the decapsulation demultiplexer — (local address, remote
+//! address or any, outer protocol or UDP port, key / VNI / VSID) → tunnel.
+//!
+//! Like every table it is immutable once published. What changes per packet lives in
+//! [`TunnelShared`], which the control thread keeps per tunnel across republishes: per-worker
+//! counters (each worker writes only its own cache-line-aligned block, so no locked
+//! instruction), each worker's RFC 2890 receive-sequence state, and the send-side GRE
+//! sequence counter (the one atomic read-modify-write, paid only by tunnels that send
+//! sequence numbers).
+
+use crate::stats::{Counter, DropReason};
+use crate::tables::iface::IfIndex;
+use crate::tunnel::{DecapConfig, DecapInfo, GreSeqState, TunnelEncap, TunnelKind};
+use crate::wire::ipproto;
+use hashbrown::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// What a tunnel's inner side is connected to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attach {
+    /// Nothing yet (an L2 tunnel without a cross-connect): decapsulated frames are dropped.
+    Unattached,
+    /// A routed interface: decapsulated packets arrive on `ifindex`, routes into it encap.
+    L3 { ifindex: IfIndex },
+    /// A point-to-point L2 cross-connect: decapsulated frames leave on `port`, tagged with
+    /// `vlan` unless it is 0; frames from there (with that tag, removed) are encapsulated.
+    Xconnect { port: u16, vlan: u16 },
+}
+
+/// One worker's counters for one tunnel (single writer: that worker).
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub struct TunnelCounters {
+    pub rx_packets: Counter,
+    pub rx_bytes: Counter,
+    pub tx_packets: Counter,
+    pub tx_bytes: Counter,
+    /// Outer IPv4 identification for DF-clear packets (this worker's sequence).
+    ip_id: Counter,
+    /// RFC 2890 receive state as seen by this worker: bit 32 set once a number was accepted,
+    /// the low 32 bits the last one.
+    rx_seq: AtomicU64,
+    pub drops: [Counter; DropReason::COUNT],
+}
+
+impl Default for TunnelCounters {
+    fn default() -> Self {
+        TunnelCounters {
+            rx_packets: Counter::default(),
+            rx_bytes: Counter::default(),
+            tx_packets: Counter::default(),
+            tx_bytes: Counter::default(),
+            ip_id: Counter::default(),
+            rx_seq: AtomicU64::new(0),
+            drops: std::array::from_fn(|_| Counter::default()),
+        }
+    }
+}
+
+impl TunnelCounters {
+    /// This worker's receive-sequence state.
+    #[inline]
+    pub fn seq_state(&self) -> GreSeqState {
+        let v = self.rx_seq.load(Ordering::Relaxed);
+        GreSeqState::from_parts(v >> 32 != 0, v as u32)
+    }
+
+    /// Store the receive-sequence state back (owning worker only).
+    #[inline]
+    pub fn set_seq_state(&self, s: GreSeqState) {
+        let v = match s.last() {
+            Some(l) => (1u64 << 32) | l as u64,
+            None => 0,
+        };
+        self.rx_seq.store(v, Ordering::Relaxed);
+    }
+}
+
+/// Per-tunnel state that outlives table versions (the control thread keeps it by tunnel).
+#[derive(Debug)]
+pub struct TunnelShared {
+    /// One block per worker.
+    pub workers: Box<[TunnelCounters]>,
+    /// Next GRE sequence number to send.
+    tx_seq: AtomicU32,
+}
+
+impl TunnelShared {
+    pub fn new(workers: usize) -> TunnelShared {
+        TunnelShared {
+            workers: (0..workers.max(1))
+                .map(|_| TunnelCounters::default())
+                .collect(),
+            tx_seq: AtomicU32::new(0),
+        }
+    }
+
+    /// The counters of worker `w` (`None` for a worker the block was not sized for).
+    #[inline]
+    pub fn worker(&self, w: u32) -> Option<&TunnelCounters> {
+        self.workers.get(w as usize)
+    }
+
+    /// The GRE sequence number for the next packet (RFC 2890 §2.2: from 0, wrapping).
+    #[inline]
+    pub fn next_tx_seq(&self) -> u32 {
+        self.tx_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The outer IPv4 identification for worker `w`'s next DF-clear packet: the worker's own
+    /// counter interleaved with the other workers' (id = n · workers + w), so two workers
+    /// never send the same identification in the same wrap.
+    #[inline]
+    pub fn next_ip_id(&self, w: u32) -> u16 {
+        let n = self.workers.len() as u64;
+        match self.worker(w) {
+            Some(c) => {
+                let k = c.ip_id.get();
+                c.ip_id.inc();
+                (k.wrapping_mul(n).wrapping_add(w as u64)) as u16
+            }
+            None => 0,
+        }
+    }
+
+    /// Sum of one counter over the workers.
+    pub fn total(&self, f: impl Fn(&TunnelCounters) -> &Counter) -> u64 {
+        self.workers.iter().map(|c| f(c).get()).sum()
+    }
+
+    /// Drops by reason summed over the workers (reasons with a zero count left out).
+    pub fn drops(&self) -> Vec<(DropReason, u64)> {
+        DropReason::ALL
+            .iter()
+            .map(|&r| (r, self.total(|c| &c.drops[r as usize])))
+            .filter(|&(_, n)| n > 0)
+            .collect()
+    }
+}
+
+/// One tunnel as the workers see it.
+#[derive(Clone, Debug)]
+pub struct TunnelEntry {
+    pub encap: TunnelEncap,
+    /// Receive only: never chosen for encapsulation (also every tunnel with remote `any`).
+    pub inbound_only: bool,
+    pub attach: Attach,
+    /// Largest inner packet sent without fragmentation or an ICMP error: an IP packet for
+    /// L3 tunnels, an Ethernet frame (without FCS) for L2 ones.
+    pub mtu: u16,
+    pub shared: Arc<TunnelShared>,
+}
+
+/// How a tunnel's traffic is told apart on receive: the outer protocol, refined by the
+/// payload where two kinds share a protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DemuxClass {
+    /// GRE carrying IPv4/IPv6.
+    GreIp,
+    /// GRE carrying Ethernet (GRE-TEB).
+    GreEth,
+    /// NVGRE (the id is the VSID).
+    Nvgre,
+    /// IP protocol 4 (IPv4 inside).
+    Ipip4,
+    /// IP protocol 41 (IPv6 inside).
+    Ipip6,
+    Etherip,
+    Vxlan,
+    VxlanGpe,
+    Geneve,
+}
+
+/// A demultiplexer key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TunnelKey {
+    pub local: IpAddr,
+    /// `None`: any remote (GRE and IPIP only).
+    pub remote: Option<IpAddr>,
+    pub class: DemuxClass,
+    /// UDP destination port (0 when not UDP).
+    pub port: u16,
+    /// Key, VNI or VSID.
+    pub id: Option<u32>,
+}
+
+/// The keys a tunnel is found under.
+pub fn keys_of(t: &TunnelEncap, remote_any: bool) -> Vec<TunnelKey> {
+    let (local, remote) = match t.endpoints {
+        crate::tunnel::Endpoints::V4 { local, remote } => (IpAddr::V4(local), IpAddr::V4(remote)),
+        crate::tunnel::Endpoints::V6 { local, remote } => (IpAddr::V6(local), IpAddr::V6(remote)),
+    };
+    let remote = (!remote_any).then_some(remote);
+    let k = |class, port, id| TunnelKey {
+        local,
+        remote,
+        class,
+        port,
+        id,
+    };
+    match t.kind {
+        TunnelKind::Gre => vec![k(DemuxClass::GreIp, 0, t.key)],
+        TunnelKind::GreTeb => vec![k(DemuxClass::GreEth, 0, t.key)],
+        TunnelKind::Nvgre => vec![k(DemuxClass::Nvgre, 0, t.key)],
+        TunnelKind::Etherip => vec![k(DemuxClass::Etherip, 0, None)],
+        TunnelKind::Ipip => {
+            let p = t.carries();
+            let mut v = Vec::new();
+            if p.accepts(crate::tunnel::PayloadType::Ipv4) {
+                v.push(k(DemuxClass::Ipip4, 0, None));
+            }
+            if p.accepts(crate::tunnel::PayloadType::Ipv6) {
+                v.push(k(DemuxClass::Ipip6, 0, None));
+            }
+            v
+        }
+        TunnelKind::Vxlan => vec![k(DemuxClass::Vxlan, t.dst_port, t.key)],
+        TunnelKind::VxlanGpe => vec![k(DemuxClass::VxlanGpe, t.dst_port, t.key)],
+        TunnelKind::Geneve => vec![k(DemuxClass::Geneve, t.dst_port, t.key)],
+    }
+}
+
+/// What [`TunnelTable::build`] takes per tunnel.
+#[derive(Clone, Debug)]
+pub struct TunnelSpec {
+    pub entry: TunnelEntry,
+    /// Receives from any remote (GRE, IPIP).
+    pub remote_any: bool,
+    /// Geneve options (class, type) understood.
+    pub geneve_known: Vec<(u16, u8)>,
+}
+
+/// Every tunnel of one table version and how to find them.
+#[derive(Debug, Default)]
+pub struct TunnelTable {
+    entries: Vec<TunnelEntry>,
+    demux: HashMap<TunnelKey, u32>,
+    /// UDP ports that carry tunnels, with their kind.
+    udp_ports: Vec<(u16, TunnelKind)>,
+    /// Geneve options understood (the union over the Geneve tunnels).
+    geneve_known: Vec<(u16, u8)>,
+    /// Some tunnel accepts a zero UDP checksum over IPv6.
+    udp6_zero: bool,
+    /// Outer protocols some tunnel uses (GRE, IPIP 4/41, EtherIP).
+    gre: bool,
+    ipip: bool,
+    etherip: bool,
+}
+
+impl TunnelTable {
+    /// Build from the tunnels in order. Errors name the tunnel index of a key clash or a UDP
+    /// port used by two kinds (the control plane validates first, so this is a second line).
+    pub fn build(list: Vec<TunnelSpec>) -> Result<TunnelTable, String> {
+        let mut t = TunnelTable::default();
+        for (i, spec) in list.into_iter().enumerate() {
+            let TunnelSpec {
+                entry: e,
+                remote_any: any,
+                geneve_known: known,
+            } = spec;
+            for k in keys_of(&e.encap, any) {
+                if let Some(j) = t.demux.insert(k, i as u32) {
+                    return Err(format!(
+                        "tunnels {j} and {i} share local, remote, protocol/port and key"
+                    ));
+                }
+            }
+            let kind = e.encap.kind;
+            if kind.is_udp() {
+                let p = e.encap.dst_port;
+                match t.udp_ports.iter().find(|(q, _)| *q == p) {
+                    Some(&(_, k)) if k != kind => {
+                        return Err(format!(
+                            "UDP port {p} carries both {} and {}",
+                            k.name(),
+                            kind.name()
+                        ))
+                    }
+                    Some(_) => {}
+                    None => t.udp_ports.push((p, kind)),
+                }
+            }
+            t.gre |= kind.is_gre();
+            t.ipip |= kind == TunnelKind::Ipip;
+            t.etherip |= kind == TunnelKind::Etherip;
+            t.udp6_zero |= e.encap.udp6_zero_checksum;
+            for o in known {
+                if !t.geneve_known.contains(&o) {
+                    t.geneve_known.push(o);
+                }
+            }
+            t.entries.push(e);
+        }
+        Ok(t)
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    #[inline]
+    pub fn get(&self, i: u32) -> Option<&TunnelEntry> {
+        self.entries.get(i as usize)
+    }
+
+    pub fn entries(&self) -> &[TunnelEntry] {
+        &self.entries
+    }
+
+    /// Receive settings for [`crate::tunnel::decap_parse`]: only configured ports are tunnel
+    /// ports (a VXLAN packet to us with no VXLAN tunnel is ordinary local UDP).
+    #[inline]
+    pub fn decap_config(&self) -> DecapConfig<'_> {
+        DecapConfig {
+            vxlan_port: 0,
+            vxlan_gpe_port: 0,
+            geneve_port: 0,
+            udp6_zero_checksum: self.udp6_zero,
+            geneve_known_options: &self.geneve_known,
+            other_udp_ports: &self.udp_ports,
+        }
+    }
+
+    /// Could a packet to one of our addresses with this protocol (and UDP destination port)
+    /// be for a tunnel? A cheap pre-check before parsing.
+    #[inline]
+    pub fn wants(&self, proto: u8, udp_dport: Option<u16>) -> bool {
+        match proto {
+            ipproto::GRE => self.gre,
+            ipproto::IPIP | ipproto::IPV6 => self.ipip,
+            ipproto::ETHERIP => self.etherip,
+            ipproto::UDP => udp_dport.is_some_and(|p| self.udp_ports.iter().any(|&(q, _)| q == p)),
+            _ => false,
+        }
+    }
+
+    /// The tunnel a parsed packet belongs to: the exact remote first, then a remote-`any`
+    /// tunnel; for GRE, a tunnel without a key is the last resort for a keyed packet (so the
+    /// key mismatch is counted against that tunnel), and a keyed GRE-Ethernet packet that is
+    /// no GRE-TEB tunnel's is tried as NVGRE (VSID = key >> 8).
+    pub fn lookup(&self, info: &DecapInfo) -> Option<u32> {
+        let k = &info.key;
+        let find = |class: DemuxClass, id: Option<u32>| {
+            let mut key = TunnelKey {
+                local: k.local,
+                remote: Some(k.remote),
+                class,
+                port: k.port,
+                id,
+            };
+            self.demux.get(&key).copied().or_else(|| {
+                key.remote = None;
+                self.demux.get(&key).copied()
+            })
+        };
+        match info.kind {
+            TunnelKind::Gre => find(DemuxClass::GreIp, k.id)
+                .or_else(|| k.id.and_then(|_| find(DemuxClass::GreIp, None))),
+            TunnelKind::GreTeb | TunnelKind::Nvgre => find(DemuxClass::GreEth, k.id)
+                .or_else(|| {
+                    k.nvgre_vsid()
+                        .and_then(|v| find(DemuxClass::Nvgre, Some(v)))
+                })
+                .or_else(|| k.id.and_then(|_| find(DemuxClass::GreEth, None))),
+            TunnelKind::Ipip => match k.proto {
+                ipproto::IPV6 => find(DemuxClass::Ipip6, None),
+                _ => find(DemuxClass::Ipip4, None),
+            },
+            TunnelKind::Etherip => find(DemuxClass::Etherip, None),
+            TunnelKind::Vxlan => find(DemuxClass::Vxlan, k.id),
+            TunnelKind::VxlanGpe => find(DemuxClass::VxlanGpe, k.id),
+            TunnelKind::Geneve => find(DemuxClass::Geneve, k.id),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{HeapPacket, Packet};
+    use crate::tunnel::{decap_parse, encap, Endpoints, TunnelEncap};
+
+    fn ep(l: &str, r: &str) -> Endpoints {
+        Endpoints::V4 {
+            local: l.parse().unwrap(),
+            remote: r.parse().unwrap(),
+        }
+    }
+
+    fn entry(t: TunnelEncap) -> TunnelEntry {
+        TunnelEntry {
+            encap: t,
+            inbound_only: false,
+            attach: Attach::Unattached,
+            mtu: 1400,
+            shared: Arc::new(TunnelShared::new(2)),
+        }
+    }
+
+    fn spec(entry: TunnelEntry, remote_any: bool) -> TunnelSpec {
+        TunnelSpec {
+            entry,
+            remote_any,
+            geneve_known: vec![],
+        }
+    }
+
+    fn tun(kind: TunnelKind, key: Option<u32>) -> TunnelEncap {
+        let mut t = TunnelEncap::new(kind, ep("10.0.0.1", "10.0.0.2"));
+        t.key = key;
+        t
+    }
+
+    /// What the table finds for a packet the peer (the mirror of `t`) sends.
+    fn found(table: &TunnelTable, t: &TunnelEncap, inner: &[u8]) -> Option<u32> {
+        let mut m = *t;
+        m.endpoints = match t.endpoints {
+            Endpoints::V4 { local, remote } => Endpoints::V4 {
+                local: remote,
+                remote: local,
+            },
+            e => e,
+        };
+        let mut p = HeapPacket::with_room(inner, 256, 64);
+        encap(&mut p, &m, 7, Some(0), 1).unwrap();
+        let info = decap_parse(p.data(), &table.decap_config()).unwrap();
+        table.lookup(&info)
+    }
+
+    fn eth() -> Vec<u8> {
+        let mut v = vec![0u8; 60];
+        v[0] = 2;
+        v[6] = 2;
+        v[12] = 0x08;
+        v[13] = 0x06;
+        v
+    }
+
+    fn ip4() -> Vec<u8> {
+        let mut v = Vec::new();
+        etherparse::PacketBuilder::ipv4([1, 1, 1, 1], [2, 2, 2, 2], 9)
+            .udp(1, 2)
+            .write(&mut v, &[0; 8])
+            .unwrap();
+        v
+    }
+
+    #[test]
+    fn keys_keep_tunnels_apart_and_any_is_second_choice() {
+        let a = tun(TunnelKind::Vxlan, Some(10));
+        let b = tun(TunnelKind::Vxlan, Some(11));
+        let g = tun(TunnelKind::Gre, Some(5));
+        let g0 = tun(TunnelKind::Gre, None);
+        let nv = tun(TunnelKind::Nvgre, Some(0x1234));
+        let mut any = TunnelEncap::new(TunnelKind::Ipip, ep("10.0.0.1", "10.9.9.9"));
+        any.payload = crate::tunnel::Payload::Ipv4;
+        let t = TunnelTable::build(vec![
+            spec(entry(a), false),
+            spec(entry(b), false),
+            spec(entry(g), false),
+            spec(entry(g0), false),
+            spec(entry(nv), false),
+            spec(entry(any), true),
+        ])
+        .unwrap();
+        assert_eq!(found(&t, &a, &eth()), Some(0));
+        assert_eq!(found(&t, &b, &eth()), Some(1));
+        assert_eq!(found(&t, &g, &ip4()), Some(2));
+        assert_eq!(found(&t, &g0, &ip4()), Some(3));
+        // A key nobody has falls to the keyless tunnel (which then refuses it by key).
+        assert_eq!(found(&t, &tun(TunnelKind::Gre, Some(6)), &ip4()), Some(3));
+        assert_eq!(found(&t, &nv, &eth()), Some(4));
+        // IPIP from any remote.
+        let from_elsewhere = TunnelEncap::new(TunnelKind::Ipip, ep("10.0.0.1", "10.7.7.7"));
+        assert_eq!(found(&t, &from_elsewhere, &ip4()), Some(5));
+        // VNI 12: nobody's.
+        assert_eq!(found(&t, &tun(TunnelKind::Vxlan, Some(12)), &eth()), None);
+        assert!(t.wants(ipproto::UDP, Some(4789)));
+        assert!(!t.wants(ipproto::UDP, Some(4790)));
+        assert!(!t.wants(ipproto::ETHERIP, None));
+    }
+
+    #[test]
+    fn clashes_are_refused() {
+        let a = tun(TunnelKind::Vxlan, Some(10));
+        assert!(TunnelTable::build(vec![spec(entry(a), false), spec(entry(a), false)]).is_err());
+        let mut g = tun(TunnelKind::Geneve, Some(1));
+        g.dst_port = 4789;
+        assert!(
+            TunnelTable::build(vec![spec(entry(a), false), spec(entry(g), false)])
+                .unwrap_err()
+                .contains("4789")
+        );
+    }
+
+    #[test]
+    fn ip_ids_interleave_between_workers_and_seq_state_round_trips() {
+        let s = TunnelShared::new(2);
+        assert_eq!(
+            [s.next_ip_id(0), s.next_ip_id(0), s.next_ip_id(1)],
+            [0, 2, 1]
+        );
+        assert_eq!([s.next_tx_seq(), s.next_tx_seq()], [0, 1]);
+        let c = s.worker(1).unwrap();
+        let mut st = c.seq_state();
+        assert_eq!(st.last(), None);
+        st.accept(u32::MAX).unwrap();
+        c.set_seq_state(st);
+        assert_eq!(c.seq_state().last(), Some(u32::MAX));
+        assert!(s.worker(2).is_none());
+    }
+}
