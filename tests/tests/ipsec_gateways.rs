@@ -256,6 +256,8 @@ sa_in = ["pol-in"]
         sa_packets(&d2, "vti-out").unwrap() >= 3,
         "replies over gw2's VTI"
     );
+    // gw2's own VTI address answers through the tunnel (its host stack has the VTI).
+    ping(&t.a, &["-c", "2", "172.16.0.6"]).expect("ping gw2's VTI address");
 
     // Policy-based beside it, between the other subnets: its own SAs count it.
     let (v1, p1) = (
