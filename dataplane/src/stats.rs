@@ -266,7 +266,7 @@ pub enum PolicyStat {
     /// Decrypted inbound packets admitted by the policy, and their bytes.
     InProtected,
     InProtectedBytes,
-    /// Packets let through in clear (either direction).
+    /// Forwarded packets let through in clear (counted once, at the outbound decision).
     Bypassed,
     /// Packets dropped by the policy: discard, cleartext that needed protection, decrypted
     /// traffic from an SA the policy does not admit, protect without an outbound SA.

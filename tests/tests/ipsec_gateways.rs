@@ -355,6 +355,25 @@ sa_in = ["pol-in"]
     // at 1 again, so gw2 clears its inbound end (as with any manual SA reset).
     d2.ctl_ok(&["clear", "ipsec", "sa", "--spi", "0x1001"]);
     ping(&t.a, &["-c", "2", "10.0.2.2"]).expect("good SA again");
+    // A VTI is replaced through ferroctl: not while a route points into it.
+    let e = d1.ctl(&["vti", "del", "vti0"]);
+    assert!(String::from_utf8_lossy(&e.stderr).contains("used by route 10.0.2.0/24"));
+    d1.ctl_ok(&["route", "del", "10.0.2.0/24"]);
+    d1.ctl_ok(&["vti", "del", "vti0"]);
+    assert!(!d1.ctl_ok(&["show", "interfaces"]).contains("vti0"));
+    d1.ctl_ok(&[
+        "vti",
+        "add",
+        "vti0",
+        "--sa-out",
+        "vti-out-2",
+        "--sa-in",
+        "vti-in",
+        "--address",
+        "172.16.0.5/30",
+    ]);
+    d1.ctl_ok(&["route", "add", "10.0.2.0/24", "dev", "vti0"]);
+    ping(&t.a, &["-c", "2", "10.0.2.2"]).expect("through the re-added VTI");
     let line_count = d2
         .log_text()
         .lines()
