@@ -224,9 +224,16 @@ impl WorkerCounters {
     pub fn drop(&self, reason: DropReason) {
         self.drops[reason as usize].inc();
     }
-    /// Total drops over all reasons.
+    /// Packets dropped, over all reasons. `icmp-rate-limited` is left out: it counts ICMP
+    /// errors not sent, and the packet that caused one is already counted under its own
+    /// reason (TTL expired, MTU exceeded), so adding it would count that packet twice.
     pub fn total_drops(&self) -> u64 {
-        self.drops.iter().map(Counter::get).sum()
+        self.drops
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != DropReason::IcmpRateLimited as usize)
+            .map(|(_, c)| c.get())
+            .sum()
     }
     /// Count one drop and remember what it was about (an SPI and peer, see
     /// [`reject_detail`]); two relaxed stores, only on the drop path.

@@ -122,9 +122,16 @@ impl<P: Packet> Pipeline<P> {
         }
     }
 
-    /// Local delivery: everything addressed to the gateway goes to the control thread.
+    /// Local delivery: everything addressed to the gateway goes to the control thread,
+    /// except what the host stack could only misread (see [`local_refusal`]).
     pub(super) fn local<E: Env<P>>(&mut self, ctx: &Ctx, env: &mut E, i: usize) {
         let m = self.meta[i];
+        if let Some(r) = self.slots[i]
+            .as_ref()
+            .and_then(|p| local_refusal(p.data(), m.v6))
+        {
+            return self.drop(ctx, i, r);
+        }
         let l2_len = if m.passes == 0 { m.l2_len } else { 0 };
         self.punt(
             ctx,
@@ -319,4 +326,29 @@ fn dst_addr(d: &[u8], v6: bool) -> IpAddr {
     } else {
         IpAddr::from(Ipv4Packet::new_unchecked(d).dst())
     }
+}
+
+/// Why a packet addressed to us (data at its IP header, already validated by `ip_in`) must
+/// not reach the host stack: a fragment (nothing here reassembles — smoltcp is built without
+/// reassembly and would read a fragment as a whole packet, and ESP and the tunnels refuse
+/// fragments — so it is counted as `Ipv4Fragment`, IPv6 fragments included), or UDP whose
+/// header is cut short or whose length field runs past the packet (the tunnel and IKE/NAT-T
+/// demultiplexing cannot read its port either).
+fn local_refusal(d: &[u8], v6: bool) -> Option<DropReason> {
+    let (fragment, proto, l4) = if v6 {
+        let ul = Ipv6Packet::new_checked(d)
+            .and_then(|ip| ip.upper_layer())
+            .ok()?;
+        (ul.fragment, ul.protocol, ul.offset)
+    } else {
+        let ip = Ipv4Packet::new_checked(d).ok()?;
+        (ip.is_fragment(), ip.protocol(), ip.header_len())
+    };
+    if fragment {
+        return Some(DropReason::Ipv4Fragment);
+    }
+    if proto == crate::wire::ipproto::UDP {
+        return crate::wire::udp::UdpPacket::new_checked(d.get(l4..)?).err();
+    }
+    None
 }

@@ -347,3 +347,29 @@ fn mtu_df_gets_icmp_and_no_df_is_fragmented_inside() {
     assert_eq!(payload, f[34..]);
     assert_eq!(counters(&r, GRE).tx_packets.get(), 2);
 }
+
+/// Fix found by tests/tests/tunnel_malformed.rs: a fragment of a tunnel packet and a UDP
+/// packet to us with its header cut short went to the host stack (which would read them as
+/// whole packets) and were lost without a counter; they are now counted drops.
+#[test]
+fn fragments_and_short_udp_to_us_are_counted_not_punted() {
+    let mut r = rig();
+    let mut ip = Vec::new();
+    etherparse::PacketBuilder::ipv4([10, 9, 1, 1], [10, 0, 0, 2], 64)
+        .udp(1, 2)
+        .write(&mut ip, &[0; 8])
+        .unwrap();
+    let mut frag = from_peer(TunnelKind::Gre, 7, &ip);
+    frag[14 + 6] |= 0x20; // MF
+    Ipv4Packet::new_unchecked(&mut frag[14..34]).fill_checksum();
+    // UDP to a tunnel port of ours with 4 bytes of header.
+    let mut short = from_peer(TunnelKind::Gre, 7, &ip)[..14 + 24].to_vec();
+    short[14 + 9] = 17;
+    short[16..18].copy_from_slice(&24u16.to_be_bytes());
+    Ipv4Packet::new_unchecked(&mut short[14..34]).fill_checksum();
+    r.rx(1, &[frag, short]);
+    assert_eq!(r.drops(DropReason::Ipv4Fragment), 1);
+    assert_eq!(r.drops(DropReason::UdpTruncated), 1);
+    assert!(r.env.punted.is_empty());
+    assert_eq!(counters(&r, GRE).rx_packets.get(), 0);
+}
