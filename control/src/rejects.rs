@@ -123,7 +123,7 @@ impl RejectLog {
             st.seen = total;
             if delta == 0 {
                 // Quiet for a whole interval: the next burst is reported at once again.
-                if st.pending == 0 && st.next_ok.is_none_or(|t| now >= t) {
+                if st.pending == 0 && !matches!(st.next_ok, Some(t) if now < t) {
                     st.interval = FIRST_INTERVAL;
                     st.next_ok = None;
                 }
