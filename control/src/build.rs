@@ -6,6 +6,7 @@
 //! into them, and L2 tunnels are tied to their cross-connected port or VLAN.
 
 use crate::parse::Prefix;
+use crate::state::ipsec::esp_overhead_mtu;
 use crate::state::{RouteTarget, State};
 use dataplane::tables::fib::{Fib, FibRoute, NextHop};
 use dataplane::tables::iface::{Adjacency, IfKind, Interface, PortEntry, XCONNECT_PORT};
@@ -65,7 +66,7 @@ pub fn build_tables(
     rt: &Runtime,
     dynamic: &Neighbors,
     version: u64,
-    sa_slots: &std::collections::HashMap<String, dataplane::tables::ipsec::SaRef>,
+    sas: &crate::state::ipsec::SaPlacement,
     tunnel_states: &mut TunnelStates,
 ) -> Result<Tables, String> {
     let mut interfaces = Vec::new();
@@ -127,6 +128,8 @@ pub fn build_tables(
             }),
         });
     }
+    // VTIs after the tunnels.
+    let vti_ifs = vti_interfaces(st, &mut interfaces);
 
     let mut neigh: Neighbors = st
         .neighbors
@@ -177,10 +180,23 @@ pub fn build_tables(
             routes.insert(host, nhs.id(NextHop::Local { ifindex }));
         }
     }
+    for (v, &(ifindex, _)) in st.ipsec.vtis.iter().zip(&vti_ifs) {
+        for a in &v.addrs {
+            let host = Prefix {
+                addr: a.addr,
+                len: if a.addr.is_ipv6() { 128 } else { 32 },
+            };
+            routes.insert(host, nhs.id(NextHop::Local { ifindex }));
+        }
+    }
     for r in &st.routes {
         let nh = match &r.target {
             RouteTarget::Blackhole => NextHop::Blackhole,
             RouteTarget::Iface(i) => NextHop::Glean { ifindex: *i as u16 },
+            RouteTarget::Vti(n) => match st.ipsec.vti(n) {
+                Some(k) => NextHop::Vti { vti: k as u32 },
+                None => return Err(format!("route {}: no VTI named '{n}'", r.prefix)),
+            },
             RouteTarget::Tunnel(name) => {
                 let k = st
                     .tunnel_index(name)
@@ -219,6 +235,13 @@ pub fn build_tables(
             routes.entry(a.subnet()).or_insert(id);
         }
     }
+    // A VTI's subnets are on the other side of it (point-to-point).
+    for (k, v) in st.ipsec.vtis.iter().enumerate() {
+        for a in &v.addrs {
+            let id = nhs.id(NextHop::Vti { vti: k as u32 });
+            routes.entry(a.subnet()).or_insert(id);
+        }
+    }
     let mut nkeys: Vec<_> = neigh.iter().collect();
     nkeys.sort_by_key(|((i, ip), _)| (*i, *ip));
     for (&(i, ip), &mac) in nkeys {
@@ -247,7 +270,7 @@ pub fn build_tables(
         ports,
         interfaces,
         fib,
-        ipsec: st.ipsec.tables(sa_slots, st.workers.len() as u16),
+        ipsec: st.ipsec.tables(sas, st.workers.len() as u16, &vti_ifs),
         tunnels,
     })
 }
@@ -302,4 +325,49 @@ fn build_tunnels(
         });
     }
     TunnelTable::build(list)
+}
+
+/// The IP MTU of a VTI. Without a configured one, the largest inner packet that still fits
+/// the smallest port MTU once sealed with its outbound SA, so sealing never makes a packet
+/// the underlay must drop.
+pub fn vti_mtu(st: &State, v: &crate::state::ipsec::VtiSpec) -> u16 {
+    let underlay = st.ports.iter().map(|p| p.mtu).min().unwrap_or(1500);
+    v.mtu.unwrap_or_else(|| {
+        st.ipsec
+            .sas
+            .iter()
+            .find(|s| s.name == v.sa_out)
+            .map_or(underlay, |s| esp_overhead_mtu(&s.cfg, underlay))
+    })
+}
+
+/// Append one L3 interface per VTI (after the port interfaces); returns each VTI's
+/// (interface index, IP MTU).
+fn vti_interfaces(st: &State, interfaces: &mut Vec<Interface>) -> Vec<(u16, u16)> {
+    let mut out = Vec::new();
+    for (k, v) in st.ipsec.vtis.iter().enumerate() {
+        let mtu = vti_mtu(st, v);
+        let first = |v6: bool| {
+            v.addrs
+                .iter()
+                .find(|a| a.addr.is_ipv6() == v6)
+                .map(|a| a.addr)
+        };
+        let ifindex = interfaces.len() as u16;
+        interfaces.push(Interface {
+            kind: IfKind::Vti { vti: k as u32 },
+            mac: Mac::ZERO,
+            mtu,
+            icmp_src_v4: first(false).and_then(|a| match a {
+                IpAddr::V4(v) => Some(v.octets()),
+                _ => None,
+            }),
+            icmp_src_v6: first(true).and_then(|a| match a {
+                IpAddr::V6(v) => Some(v.octets()),
+                _ => None,
+            }),
+        });
+        out.push((ifindex, mtu));
+    }
+    out
 }

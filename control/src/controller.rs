@@ -4,25 +4,24 @@
 //! stack, and injects what those want sent. Generic over the packet type so tests run it
 //! with heap packets and worker threads on in-memory queues.
 
+mod ipsec;
+
 use crate::api::proto::{Request, Response};
 use crate::build::{build_tables, Runtime, TunnelStates};
 use crate::config::RawRoute;
 use crate::hoststack::{HostOut, HostStack};
 use crate::neighbor::{IfInfo, NState, NeighborTable};
 use crate::parse::Prefix;
-use crate::state::ipsec::{PolicyAction, SaSpec};
+use crate::state::ipsec::PolicyAction;
 use crate::state::{RouteTarget, State};
 use crossbeam::queue::ArrayQueue;
-use dataplane::esp::store::{OwnedSa, SaCmd};
-use dataplane::esp::{Mode, Sa, SaCounters};
 use dataplane::events::{Event, InjectKind, Injected, PuntKind};
 use dataplane::packet::Packet;
 use dataplane::stats::DropReason;
-use dataplane::tables::ipsec::SaRef;
 use dataplane::tables::{Tables, TablesHandle};
 use dataplane::worker::WorkerShared;
+use ipsec::{IpsecRt, SaFilter};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,22 +71,13 @@ pub struct Controller<P> {
     platform: Box<dyn Platform>,
     /// Packets the control thread could not inject (pool empty or queue full).
     pub inject_failed: u64,
-    /// Installed SAs by name, and what the control thread keeps of each.
-    sa_slots: HashMap<String, SaRef>,
-    sa_info: HashMap<u32, SaInfo>,
-    next_slot: u32,
+    /// Installed SAs, lifetimes, the reject log.
+    ipsec: IpsecRt,
     /// Per-tunnel counters and sequence state, by tunnel name.
     tunnel_states: TunnelStates,
 }
 
 mod tunnels;
-
-/// The control thread's record of an installed SA.
-struct SaInfo {
-    spec: SaSpec,
-    counters: Arc<SaCounters>,
-    created: Instant,
-}
 
 fn if_infos(st: &State, rt: &Runtime) -> Vec<IfInfo> {
     st.ifaces
@@ -117,21 +107,25 @@ impl<P: Packet + Send> Controller<P> {
             if_infos(&state, &rt),
             Duration::from_secs(state.system.neighbor_reachable_secs.max(1) as u64),
         );
-        let mut sas = SaSync {
-            slots: HashMap::new(),
-            info: HashMap::new(),
-            next: 0,
-        };
-        sas.install(&state, &workers)?;
+        let mut ipsec = IpsecRt::default();
+        let plan = ipsec.prepare(&state, &state, &workers, Instant::now(), &[])?;
         let mut tunnel_states = TunnelStates::new();
-        let t = build_tables(
+        let built = build_tables(
             &state,
             &rt,
             &neigh.resolved(),
             1,
-            &sas.slots,
+            plan.placement(),
             &mut tunnel_states,
-        )?;
+        );
+        let t = match built {
+            Ok(t) => t,
+            Err(e) => {
+                ipsec.abort(plan, &workers);
+                return Err(e);
+            }
+        };
+        ipsec.commit(plan, 1);
         let handle = Arc::new(TablesHandle::new(t));
         let (infos, mtus) = tunnels::host_ifs(&state, &rt);
         let host = HostStack::new(&infos, &mtus);
@@ -149,9 +143,7 @@ impl<P: Packet + Send> Controller<P> {
             make,
             platform,
             inject_failed: 0,
-            sa_slots: sas.slots,
-            sa_info: sas.info,
-            next_slot: sas.next,
+            ipsec,
             tunnel_states,
         };
         Ok((c, handle))
@@ -187,44 +179,35 @@ impl<P: Packet + Send> Controller<P> {
 
     /// Build and publish tables for `st`. On error nothing changes.
     fn publish(&mut self, st: &State) -> Result<(), String> {
-        // New SAs go to their workers before the tables that name them (see the worker loop).
-        let mut sas = SaSync {
-            slots: std::mem::take(&mut self.sa_slots),
-            info: std::mem::take(&mut self.sa_info),
-            next: self.next_slot,
+        self.publish_with(st, Instant::now(), &[])
+    }
+
+    /// Publish `st` as of `now`, reinstalling the SAs in slots `clear`. New SAs go to their
+    /// workers before the tables that name it (see the worker loop); SAs the new tables no
+    /// longer name leave their workers only once every worker runs them (`reclaim`).
+    fn publish_with(&mut self, st: &State, now: Instant, clear: &[u32]) -> Result<(), String> {
+        let plan = self
+            .ipsec
+            .prepare(&self.state, st, &self.workers, now, clear)?;
+        let built = build_tables(
+            st,
+            &self.rt,
+            &self.neigh.resolved(),
+            self.version + 1,
+            plan.placement(),
+            &mut self.tunnel_states,
+        );
+        let t = match built {
+            Ok(t) => t,
+            Err(e) => {
+                self.ipsec.abort(plan, &self.workers);
+                return Err(e);
+            }
         };
-        let before: Vec<u32> = sas.info.keys().copied().collect();
-        let installed = sas.install(st, &self.workers);
-        let built = installed.and_then(|()| {
-            build_tables(
-                st,
-                &self.rt,
-                &self.neigh.resolved(),
-                self.version + 1,
-                &sas.slots,
-                &mut self.tunnel_states,
-            )
-        });
-        let gone = match &built {
-            // Everything not in the new state leaves; on failure, everything just installed.
-            Ok(_) => sas.stale(st),
-            Err(_) => sas
-                .info
-                .keys()
-                .copied()
-                .filter(|s| !before.contains(s))
-                .collect(),
-        };
-        for slot in gone {
-            sas.remove(slot, &self.workers);
-        }
-        self.sa_slots = sas.slots;
-        self.sa_info = sas.info;
-        self.next_slot = sas.next;
-        let t = built?;
         self.version += 1;
         let old = self.handle.publish(Arc::new(t));
         self.retired.push(old);
+        self.ipsec.commit(plan, self.version);
         Ok(())
     }
 
@@ -238,6 +221,7 @@ impl<P: Packet + Send> Controller<P> {
             .min()
             .unwrap_or(u64::MAX);
         self.retired.retain(|t| t.version >= min);
+        self.ipsec.release(min, &self.workers);
     }
 
     /// The table version the workers currently run (the minimum over workers).
@@ -311,22 +295,10 @@ impl<P: Packet + Send> Controller<P> {
                             self.inject_l2(f.port, &f.bytes);
                         }
                     }
-                    Event::SaSoftExpired { sa } => {
-                        let n = self
-                            .sa_info
-                            .get(&sa)
-                            .map(|i| i.spec.name.clone())
-                            .unwrap_or_default();
-                        tracing::warn!(sa = %n, "SA reached its soft lifetime: rekey needed (no IKE yet)");
+                    Event::SaSoftExpired { .. } | Event::SaHardExpired { .. } => {
+                        self.ipsec.on_event(e)
                     }
-                    Event::SaHardExpired { sa } => {
-                        let n = self
-                            .sa_info
-                            .get(&sa)
-                            .map(|i| i.spec.name.clone())
-                            .unwrap_or_default();
-                        tracing::warn!(sa = %n, "SA reached its hard lifetime or sequence limit: it no longer passes traffic");
-                    }
+                    // Counted as esp-no-outbound-sa and logged by the reject log (no IKE yet).
                     Event::Acquire { .. } => {}
                 }
             }
@@ -346,10 +318,11 @@ impl<P: Packet + Send> Controller<P> {
             busy = true;
             self.inject_l2(f.port, &f.bytes);
         }
-        if changed || neigh_changed {
+        let grace_over = self.ipsec.tick(now, &self.workers);
+        if changed || neigh_changed || grace_over {
             let st = self.state.clone();
             // Cannot fail for a neighbor change of a state that already built.
-            let _ = self.publish(&st);
+            let _ = self.publish_with(&st, now, &[]);
             busy = true;
         }
         self.reclaim();
@@ -398,10 +371,42 @@ impl<P: Packet + Send> Controller<P> {
                 name,
                 spi,
                 peer,
+                selector,
                 detail,
-            } => Response::ok(self.show_ipsec_sa(name.as_deref(), spi, peer.as_deref(), detail)),
+            } => self.show_ipsec_sa(
+                &SaFilter {
+                    name: name.as_deref(),
+                    spi,
+                    peer: peer.as_deref(),
+                    selector: selector.as_deref(),
+                },
+                detail,
+            ),
             Request::ShowIpsecPolicies => Response::ok(self.show_ipsec_policies()),
-            Request::SaAdd { sa } => self.change(|st| st.ipsec.add_sa(&sa)),
+            Request::ShowIpsecStats => self.show_ipsec_stats(),
+            Request::ClearIpsecSa {
+                spi,
+                peer,
+                policy,
+                all,
+            } => self.clear_ipsec_sa(spi, peer.as_deref(), policy.as_deref(), all),
+            Request::SaAdd { sa, policy, vti } => self.change(|st| {
+                st.ipsec.add_sa(&sa)?;
+                match (policy, vti) {
+                    (Some(_), Some(_)) => Err("give --policy or --vti, not both".into()),
+                    (Some(p), None) if st.ipsec.policies.iter().any(|x| x.name == p) => {
+                        st.ipsec.attach_sa(&sa.name, &p)
+                    }
+                    (Some(p), None) => Err(format!("policy: no policy named '{p}'")),
+                    (None, Some(v)) if st.ipsec.vti(&v).is_some() => {
+                        st.ipsec.attach_sa(&sa.name, &v)
+                    }
+                    (None, Some(v)) => Err(format!("vti: no VTI named '{v}'")),
+                    (None, None) => Ok(()),
+                }
+            }),
+            Request::VtiAdd { vti } => self.change(|st| st.add_vti(&vti)),
+            Request::VtiDel { name } => self.change(|st| st.del_vti(&name)),
             Request::SaDel { name } => self.change(|st| st.ipsec.del_sa(&name)),
             Request::PolicyAdd { policy } => self.change(|st| {
                 let ifs: Vec<String> = st.ifaces.iter().map(|f| f.name.clone()).collect();
@@ -436,84 +441,6 @@ impl<P: Packet + Send> Controller<P> {
             let route = st.parse_route(&r)?;
             st.add_route(route)
         })
-    }
-
-    fn show_ipsec_sa(
-        &self,
-        name: Option<&str>,
-        spi: Option<u32>,
-        peer: Option<&str>,
-        detail: bool,
-    ) -> Value {
-        let now = Instant::now();
-        let mut rows: Vec<(u32, Value)> = Vec::new();
-        for (&slot, i) in &self.sa_info {
-            let s = &i.spec;
-            let (mode, local, remote) = match s.cfg.mode {
-                Mode::Transport => ("transport", String::new(), String::new()),
-                Mode::Tunnel4 { local, remote } => {
-                    ("tunnel", local.to_string(), remote.to_string())
-                }
-                Mode::Tunnel6 { local, remote } => {
-                    ("tunnel", local.to_string(), remote.to_string())
-                }
-            };
-            if name.is_some_and(|n| n != s.name)
-                || spi.is_some_and(|x| x != s.cfg.spi)
-                || peer.is_some_and(|p| p != remote)
-            {
-                continue;
-            }
-            let c = &i.counters;
-            let owner = self.sa_slots.get(&s.name).map(|r| r.owner);
-            let mut row = json!({
-                "name": s.name,
-                "spi": format!("0x{:08x}", s.cfg.spi),
-                "spi_dec": s.cfg.spi,
-                "dir": if s.inbound { "in" } else { "out" },
-                "mode": mode,
-                "peer": remote,
-                "algorithm": s.raw.integrity.as_ref().map(|x| format!("{}/{}", s.raw.encryption, x)).unwrap_or_else(|| s.raw.encryption.clone()),
-                "packets": if s.inbound { c.in_packets.get() } else { c.out_packets.get() },
-                "bytes": if s.inbound { c.in_bytes.get() } else { c.out_bytes.get() },
-                "auth_fail": c.auth_failures.get(),
-                "replay_drop": c.replay_drops.get(),
-                "errors": c.errors.get(),
-                "worker": owner,
-            });
-            if detail {
-                let lt = &s.raw.lifetime;
-                let obj = row.as_object_mut().expect("row is an object");
-                obj.insert("local".into(), json!(local));
-                obj.insert("replay_window".into(), json!(s.cfg.replay_window));
-                obj.insert("esn".into(), json!(s.cfg.esn));
-                obj.insert(
-                    "natt".into(),
-                    json!(s.cfg.natt.map(|n| format!("{}->{}", n.sport, n.dport))),
-                );
-                obj.insert(
-                    "age_s".into(),
-                    json!(now.saturating_duration_since(i.created).as_secs()),
-                );
-                obj.insert(
-                    "lifetime_soft".into(),
-                    json!(format!(
-                        "{}s/{}B/{}p",
-                        lt.soft_seconds, lt.soft_bytes, lt.soft_packets
-                    )),
-                );
-                obj.insert(
-                    "lifetime_hard".into(),
-                    json!(format!(
-                        "{}s/{}B/{}p",
-                        lt.hard_seconds, lt.hard_bytes, lt.hard_packets
-                    )),
-                );
-            }
-            rows.push((slot, row));
-        }
-        rows.sort_by_key(|(s, _)| *s);
-        Value::Array(rows.into_iter().map(|(_, v)| v).collect())
     }
 
     fn show_ipsec_policies(&self) -> Value {
@@ -574,6 +501,7 @@ impl<P: Packet + Send> Controller<P> {
                 })
             })
             .chain(self.tunnel_interface_rows())
+            .chain(self.vti_rows())
             .collect();
         Value::Array(rows)
     }
@@ -594,8 +522,10 @@ impl<P: Packet + Send> Controller<P> {
                 rows.push(json!({"prefix": a.subnet().to_string(), "nexthop": "connected", "interface": name, "source": "connected", "state": "up"}));
             }
         }
+        rows.extend(self.vti_route_rows());
         for r in &st.routes {
             let (nh, ifn, state) = match r.target {
+                RouteTarget::Vti(ref n) => ("vti".to_string(), json!(n), "up"),
                 RouteTarget::Blackhole => ("blackhole".to_string(), Value::Null, "up"),
                 RouteTarget::Iface(i) => ("connected".to_string(), json!(st.ifaces[i].name), "up"),
                 RouteTarget::Tunnel(ref n) => ("tunnel".to_string(), json!(n), "up"),
@@ -714,93 +644,5 @@ fn is_ndisc(p: &[u8]) -> bool {
     match ip.upper_layer() {
         Ok(ul) if ul.protocol == 58 => p.get(ul.offset).is_some_and(|t| (133..=137).contains(t)),
         _ => false,
-    }
-}
-
-/// SA installation bookkeeping (slots, owners, commands to the workers).
-struct SaSync {
-    slots: HashMap<String, SaRef>,
-    info: HashMap<u32, SaInfo>,
-    next: u32,
-}
-
-impl SaSync {
-    /// Install every SA of `st` that is new or changed. Owners are spread round-robin.
-    fn install<P>(&mut self, st: &State, workers: &[Arc<WorkerShared<P>>]) -> Result<(), String> {
-        let n = workers.len().max(1) as u32;
-        for spec in &st.ipsec.sas {
-            if let Some(r) = self.slots.get(&spec.name) {
-                if self.info.get(&r.slot).is_some_and(|i| &i.spec == spec) {
-                    continue;
-                }
-            }
-            let sa = Sa::new(&spec.cfg, &spec.enc_key, &spec.auth_key)
-                .map_err(|e| format!("SA '{}': {e}", spec.name))?;
-            let counters = sa.counters().clone();
-            let slot = self.next;
-            self.next += 1;
-            let owner = (slot % n) as u16;
-            let Some(w) = workers.get(owner as usize) else {
-                return Err("no worker to own SAs".into());
-            };
-            if w.sa_cmds
-                .push(SaCmd::Install {
-                    slot,
-                    sa: Box::new(OwnedSa {
-                        sa,
-                        outer: spec.outer,
-                    }),
-                })
-                .is_err()
-            {
-                return Err(format!(
-                    "SA '{}': worker {owner}'s SA command queue is full, try again",
-                    spec.name
-                ));
-            }
-            // A replaced SA keeps its info under its old slot until `stale` retires it.
-            self.slots.insert(spec.name.clone(), SaRef { slot, owner });
-            self.info.insert(
-                slot,
-                SaInfo {
-                    spec: spec.clone(),
-                    counters,
-                    created: Instant::now(),
-                },
-            );
-        }
-        Ok(())
-    }
-
-    /// Slots no longer named by `st` (or replaced by a newer install).
-    fn stale(&self, st: &State) -> Vec<u32> {
-        self.info
-            .iter()
-            .filter(|(slot, i)| {
-                self.slots
-                    .get(&i.spec.name)
-                    .is_none_or(|r| r.slot != **slot)
-                    || !st.ipsec.sas.iter().any(|s| s.name == i.spec.name)
-            })
-            .map(|(s, _)| *s)
-            .collect()
-    }
-
-    fn remove<P>(&mut self, slot: u32, workers: &[Arc<WorkerShared<P>>]) {
-        let Some(info) = self.info.remove(&slot) else {
-            return;
-        };
-        let real = slot;
-        if self
-            .slots
-            .get(&info.spec.name)
-            .is_some_and(|r| r.slot == real)
-        {
-            self.slots.remove(&info.spec.name);
-        }
-        let owner = (real as usize) % workers.len().max(1);
-        if let Some(w) = workers.get(owner) {
-            let _ = w.sa_cmds.push(SaCmd::Remove { slot: real });
-        }
     }
 }

@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod hoststack;
 pub mod neighbor;
 pub mod parse;
+pub mod rejects;
 pub mod render;
 pub mod state;
 

@@ -55,6 +55,8 @@ pub enum RouteTarget {
     },
     /// Directly out of an interface (the destination is the neighbor).
     Iface(usize),
+    /// Into a route-based IPsec interface, by name (VTIs come and go at runtime).
+    Vti(String),
     /// Into an L3 tunnel (by name: indices move when tunnels are deleted).
     Tunnel(String),
     Blackhole,
@@ -381,13 +383,15 @@ impl State {
             }
             st.neighbors.push(Neighbor { ip, mac, iface });
         }
+        // IPsec before routes: a route may point into a VTI.
+        let ipsec = IpsecState::from_config(&raw.ipsec, &|n| st.iface_index(n))?;
+        st.ipsec = ipsec;
+        st.check_vti_addresses()?;
         for (i, r) in raw.routes.iter().enumerate() {
             let route = st.parse_route(r).map_err(|e| format!("routes[{i}].{e}"))?;
             st.add_route(route)
                 .map_err(|e| format!("routes[{i}].prefix: {e}"))?;
         }
-        let ipsec = IpsecState::from_config(&raw.ipsec, &|n| st.iface_index(n))?;
-        st.ipsec = ipsec;
         Ok(st)
     }
 
@@ -461,6 +465,9 @@ impl State {
                     prefix,
                     target: RouteTarget::Tunnel(n.clone()),
                 });
+            }
+            if self.iface_index(n).is_none() && self.ipsec.vti(n).is_some() {
+                return self.parse_vti_route(prefix, n, r);
             }
         }
         let iface = match &r.interface {

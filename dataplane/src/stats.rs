@@ -160,6 +160,11 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+    /// Overwrite (only the owning thread), for values that are not counts.
+    #[inline(always)]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed)
+    }
 }
 
 /// One worker's counters. Aligned to two cache lines so adjacent prefetch never pulls in a
@@ -189,6 +194,9 @@ pub struct WorkerCounters {
     pub table_version: Counter,
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [Counter; DropReason::COUNT],
+    /// What the last IPsec drop of each reason was about, for the control thread's
+    /// rate-limited log: see [`reject_detail`]. Written on the drop path only.
+    pub last_detail: [Counter; DropReason::COUNT],
 }
 
 impl Default for WorkerCounters {
@@ -205,6 +213,7 @@ impl Default for WorkerCounters {
             injected: Counter::default(),
             table_version: Counter::default(),
             drops: std::array::from_fn(|_| Counter::default()),
+            last_detail: std::array::from_fn(|_| Counter::default()),
         }
     }
 }
@@ -226,6 +235,86 @@ impl WorkerCounters {
             .map(|(_, c)| c.get())
             .sum()
     }
+    /// Count one drop and remember what it was about (an SPI and peer, see
+    /// [`reject_detail`]); two relaxed stores, only on the drop path.
+    #[inline]
+    pub fn drop_noted(&self, reason: DropReason, detail: u64) {
+        self.drops[reason as usize].inc();
+        self.last_detail[reason as usize].set(detail);
+    }
+}
+
+/// Pack an SPI and an IPv4 peer (0 when IPv6 or unknown) into one word, so a reader never sees
+/// an SPI with another packet's peer. A zero word means "nothing noted".
+#[inline]
+pub const fn reject_detail(spi: u32, peer_v4: u32) -> u64 {
+    ((spi as u64) << 32) | peer_v4 as u64
+}
+
+/// The (SPI, IPv4 peer) of a [`reject_detail`] word; `None` for "nothing noted".
+pub fn split_reject_detail(d: u64) -> Option<(u32, Option<std::net::Ipv4Addr>)> {
+    if d == 0 {
+        return None;
+    }
+    let peer = d as u32;
+    Some((
+        (d >> 32) as u32,
+        (peer != 0).then(|| std::net::Ipv4Addr::from(peer)),
+    ))
+}
+
+/// What a policy did, counted per policy (`show ipsec stats`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum PolicyStat {
+    /// Outbound packets sent to ESP output, and their bytes before encryption.
+    OutProtected,
+    OutProtectedBytes,
+    /// Decrypted inbound packets admitted by the policy, and their bytes.
+    InProtected,
+    InProtectedBytes,
+    /// Forwarded packets let through in clear (counted once, at the outbound decision).
+    Bypassed,
+    /// Packets dropped by the policy: discard, cleartext that needed protection, decrypted
+    /// traffic from an SA the policy does not admit, protect without an outbound SA.
+    Discarded,
+}
+
+const POLICY_STATS: usize = 6;
+
+/// One worker's counters of one policy, on a cache line of its own.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+struct PolicySlot([Counter; POLICY_STATS]);
+
+/// Counters of one security policy, one cache line per worker (each written only by its
+/// worker). The control thread keeps the `Arc` with the policy, so the counts survive every
+/// table republish; the tables only hold clones.
+#[derive(Debug)]
+pub struct PolicyCounters {
+    per_worker: Box<[PolicySlot]>,
+}
+
+impl PolicyCounters {
+    pub fn new(workers: usize) -> Self {
+        PolicyCounters {
+            per_worker: (0..workers.max(1)).map(|_| PolicySlot::default()).collect(),
+        }
+    }
+    /// Add `n` to `what` for `worker` (only that worker may call this).
+    #[inline(always)]
+    pub fn add(&self, worker: u32, what: PolicyStat, n: u64) {
+        if let Some(s) = self.per_worker.get(worker as usize) {
+            s.0[what as usize].add(n);
+        }
+    }
+    /// Total of `what` over workers.
+    pub fn get(&self, what: PolicyStat) -> u64 {
+        self.per_worker
+            .iter()
+            .map(|s| s.0[what as usize].get())
+            .sum()
+    }
 }
 
 #[cfg(test)]
@@ -244,6 +333,29 @@ mod tests {
             DropReason::ALL[DropReason::EspNoSa as usize],
             DropReason::EspNoSa
         );
+    }
+
+    #[test]
+    fn reject_detail_round_trips_and_policy_counters_sum_workers() {
+        let d = reject_detail(0x1234, u32::from(std::net::Ipv4Addr::new(192, 0, 2, 7)));
+        assert_eq!(
+            split_reject_detail(d),
+            Some((0x1234, Some(std::net::Ipv4Addr::new(192, 0, 2, 7))))
+        );
+        assert_eq!(split_reject_detail(reject_detail(9, 0)), Some((9, None)));
+        assert_eq!(split_reject_detail(0), None);
+        let c = WorkerCounters::default();
+        c.drop_noted(DropReason::EspNoSa, d);
+        assert_eq!(c.drops[DropReason::EspNoSa as usize].get(), 1);
+        assert_eq!(c.last_detail[DropReason::EspNoSa as usize].get(), d);
+
+        let p = PolicyCounters::new(2);
+        p.add(0, PolicyStat::Bypassed, 1);
+        p.add(1, PolicyStat::Bypassed, 2);
+        p.add(7, PolicyStat::Bypassed, 100); // no such worker: ignored, never a panic
+        assert_eq!(p.get(PolicyStat::Bypassed), 3);
+        assert_eq!(p.get(PolicyStat::Discarded), 0);
+        assert_eq!(std::mem::align_of::<PolicySlot>(), 64);
     }
 
     #[test]

@@ -156,6 +156,10 @@ impl<P: Packet, R: RxQueue<P>, T: TxQueue<P>> Worker<P, R, T> {
             let v = self.tables.version();
             if v != tables.version {
                 tables = self.tables.load();
+                // Everything this worker did with the older tables (hand-offs pushed to other
+                // workers included) happens-before the control thread seeing the new version:
+                // it frees SA slots on that basis.
+                std::sync::atomic::fence(Ordering::Release);
                 c.table_version
                     .add(tables.version.wrapping_sub(c.table_version.get()));
             }
@@ -165,11 +169,22 @@ impl<P: Packet, R: RxQueue<P>, T: TxQueue<P>> Worker<P, R, T> {
                 pipeline.sas.apply(&shared.sa_cmds, &shared.sa_retired);
             }
             let mut busy = false;
-            if !shared.handoff.is_empty() {
-                while handed.len() < MAX_BURST {
+            // Normally one burst of hand-offs per round. With SA removals pending, everything
+            // the ring holds now is drained first: those packets may have been classified by
+            // another worker with tables that still named the slots (make-before-break).
+            let mut left = shared.handoff.len();
+            if !pipeline.sas.removals_pending() {
+                left = left.min(MAX_BURST);
+            }
+            while left > 0 {
+                while handed.len() < left.min(MAX_BURST) {
                     let Some(h) = shared.handoff.pop() else { break };
                     handed.push(h);
                 }
+                if handed.is_empty() {
+                    break;
+                }
+                left -= handed.len();
                 busy = true;
                 let start = (self.clock)();
                 let mut ctx = Ctx {
@@ -184,6 +199,9 @@ impl<P: Packet, R: RxQueue<P>, T: TxQueue<P>> Worker<P, R, T> {
                 resolve = ctx.resolve;
                 flush(&mut pipeline, &mut self.tx, c);
                 c.busy_cycles.add((self.clock)().wrapping_sub(start));
+            }
+            if pipeline.sas.removals_pending() {
+                pipeline.sas.finish_removals(&shared.sa_retired);
             }
             for q in 0..self.rx.len() {
                 let (port, rxq) = &mut self.rx[q];

@@ -2,7 +2,7 @@
 //! return a list of flat objects (one per row, keys in column order), which `ferroctl`
 //! prints as an aligned table or, with `--json`, as is.
 
-use crate::config::{RawPolicy, RawRoute, RawSa, RawTunnel, RawXconnect};
+use crate::config::{RawPolicy, RawRoute, RawSa, RawTunnel, RawVti, RawXconnect};
 use serde::{Deserialize, Serialize};
 
 /// One request.
@@ -22,7 +22,8 @@ pub enum Request {
     RouteDel {
         prefix: String,
     },
-    /// SAs, optionally filtered by name, SPI or peer (tunnel remote address).
+    /// SAs, optionally filtered by name, SPI, peer (tunnel remote address) or selector (a
+    /// policy or VTI name, or an address / prefix its selectors cover).
     ShowIpsecSa {
         #[serde(default)]
         name: Option<String>,
@@ -31,11 +32,33 @@ pub enum Request {
         #[serde(default)]
         peer: Option<String>,
         #[serde(default)]
+        selector: Option<String>,
+        #[serde(default)]
         detail: bool,
     },
     ShowIpsecPolicies,
+    /// Counters per policy, VTI, default action and mode.
+    ShowIpsecStats,
+    /// Reinstall SAs from their configuration (exactly one selector).
+    ClearIpsecSa {
+        #[serde(default)]
+        spi: Option<u32>,
+        #[serde(default)]
+        peer: Option<String>,
+        /// A policy or VTI name: the SAs it uses.
+        #[serde(default)]
+        policy: Option<String>,
+        #[serde(default)]
+        all: bool,
+    },
+    /// Add an SA; with `policy` or `vti`, attach it in the same change (the make step of a
+    /// rekey: an outbound SA becomes the one in use, an inbound one is admitted too).
     SaAdd {
         sa: RawSa,
+        #[serde(default)]
+        policy: Option<String>,
+        #[serde(default)]
+        vti: Option<String>,
     },
     SaDel {
         name: String,
@@ -44,6 +67,12 @@ pub enum Request {
         policy: RawPolicy,
     },
     PolicyDel {
+        name: String,
+    },
+    VtiAdd {
+        vti: RawVti,
+    },
+    VtiDel {
         name: String,
     },
     TunnelAdd {

@@ -4,7 +4,7 @@
 use clap::{Args, Parser, Subcommand};
 use control::api::client;
 use control::api::proto::Request;
-use control::config::{RawPolicy, RawRoute, RawSa};
+use control::config::{RawLifetime, RawPolicy, RawRoute, RawSa, RawVti};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -47,6 +47,16 @@ enum Cmd {
         #[command(subcommand)]
         op: PolicyOp,
     },
+    /// Add or delete route-based IPsec interfaces (VTIs).
+    Vti {
+        #[command(subcommand)]
+        op: VtiOp,
+    },
+    /// Reset state.
+    Clear {
+        #[command(subcommand)]
+        what: Clear,
+    },
     /// Add, delete or show overlay tunnels.
     Tunnel {
         #[command(subcommand)]
@@ -64,9 +74,63 @@ enum Cmd {
 #[derive(Subcommand)]
 enum SaOp {
     /// Add an SA (keys as hex of the exact length; AEAD keys include the 4-byte salt).
+    /// With --policy or --vti it is attached in the same step: a rekey is `sa add NEW
+    /// --policy P` on both ends (inbound first), then `sa del OLD` (an old inbound SA stays
+    /// for ipsec.rekey_grace_secs).
     Add(Box<SaAdd>),
-    /// Delete an SA by name (refused while a policy names it).
+    /// Delete an SA and detach it from its policy or VTI (refused for the only outbound SA of
+    /// a policy or a VTI's outbound SA: attach the successor first).
     Del { name: String },
+}
+
+#[derive(Subcommand)]
+enum VtiOp {
+    /// Add a VTI: `vti add vti0 --sa-out OUT --sa-in IN [--address 172.16.0.5/30] [--mtu N]`;
+    /// then `route add PREFIX dev vti0` sends traffic through it.
+    Add(VtiAdd),
+    /// Delete a VTI (refused while a route points into it).
+    Del { name: String },
+}
+
+#[derive(Args)]
+struct VtiAdd {
+    name: String,
+    #[arg(long)]
+    sa_out: String,
+    /// Inbound SAs (repeat).
+    #[arg(long)]
+    sa_in: Vec<String>,
+    /// Interface address (repeat).
+    #[arg(long)]
+    address: Vec<String>,
+    #[arg(long)]
+    mtu: Option<u16>,
+}
+
+#[derive(Subcommand)]
+enum Clear {
+    /// IPsec state.
+    Ipsec {
+        #[command(subcommand)]
+        what: ClearIpsec,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClearIpsec {
+    /// Reinstall SAs from their configuration (sequence numbers, replay window, counters and
+    /// lifetimes start again); give exactly one selector. Clear both ends of a manual SA.
+    Sa {
+        #[arg(long, value_parser = parse_spi32)]
+        spi: Option<u32>,
+        #[arg(long)]
+        peer: Option<String>,
+        /// A policy or VTI: the SAs it uses.
+        #[arg(long)]
+        policy: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Args)]
@@ -103,6 +167,25 @@ struct SaAdd {
     /// UDP-encapsulate (NAT-T, port 4500).
     #[arg(long)]
     natt: bool,
+    /// Attach to this protect policy (outbound: becomes the SA in use; inbound: admitted).
+    #[arg(long)]
+    policy: Option<String>,
+    /// Attach to this VTI (outbound: replaces its outbound SA; inbound: admitted).
+    #[arg(long)]
+    vti: Option<String>,
+    /// Lifetimes (0 or absent: unlimited).
+    #[arg(long, default_value_t = 0)]
+    soft_seconds: u64,
+    #[arg(long, default_value_t = 0)]
+    hard_seconds: u64,
+    #[arg(long, default_value_t = 0)]
+    soft_bytes: u64,
+    #[arg(long, default_value_t = 0)]
+    hard_bytes: u64,
+    #[arg(long, default_value_t = 0)]
+    soft_packets: u64,
+    #[arg(long, default_value_t = 0)]
+    hard_packets: u64,
 }
 
 #[derive(Subcommand)]
@@ -143,7 +226,7 @@ struct PolicyAdd {
     interface: Option<String>,
 }
 
-/// SPIs in decimal or 0x-hex.
+/// SPIs in decimal or 0x-hex (the daemon checks the range of an SA's SPI and names it).
 fn parse_spi(s: &str) -> Result<u64, String> {
     match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(h) => u64::from_str_radix(h, 16).map_err(|e| format!("'{s}': {e}")),
@@ -151,21 +234,34 @@ fn parse_spi(s: &str) -> Result<u64, String> {
     }
 }
 
+/// An SPI to look for: must fit 32 bits.
+fn parse_spi32(s: &str) -> Result<u32, String> {
+    let v = parse_spi(s)?;
+    u32::try_from(v).map_err(|_| format!("'{s}': an SPI is at most 4294967295 (0xffffffff)"))
+}
+
 #[derive(Subcommand)]
 enum IpsecShow {
-    /// SAs: SPI (hex and decimal), direction, mode, peer, algorithm, counters, owning worker.
+    /// SAs: SPI (hex and decimal), direction, mode, peer, algorithm, state, counters,
+    /// owning worker; --detail adds times, lifetimes, replay window, NAT-T, users.
     Sa {
         #[arg(long)]
         name: Option<String>,
-        #[arg(long, value_parser = parse_spi)]
-        spi: Option<u64>,
+        #[arg(long, value_parser = parse_spi32)]
+        spi: Option<u32>,
         #[arg(long)]
         peer: Option<String>,
+        /// A policy or VTI name, or an address / prefix the SA's selectors cover.
+        #[arg(long)]
+        selector: Option<String>,
         #[arg(long)]
         detail: bool,
     },
     /// Security policies in priority order.
     Policies,
+    /// Packets and bytes per policy (protected in/out, bypassed, discarded), per VTI, for the
+    /// default action, and per mode.
+    Stats,
 }
 
 #[derive(Subcommand)]
@@ -251,14 +347,19 @@ fn main() -> ExitCode {
                         name,
                         spi,
                         peer,
+                        selector,
                         detail,
                     },
             } => Request::ShowIpsecSa {
                 name,
-                spi: spi.map(|s| s as u32),
+                spi,
                 peer,
+                selector,
                 detail,
             },
+            Show::Ipsec {
+                what: IpsecShow::Stats,
+            } => Request::ShowIpsecStats,
             Show::Ipsec {
                 what: IpsecShow::Policies,
             } => Request::ShowIpsecPolicies,
@@ -296,10 +397,49 @@ fn main() -> ExitCode {
                     replay_window: a.replay_window,
                     esn: a.esn,
                     natt: a.natt,
+                    lifetime: RawLifetime {
+                        soft_seconds: a.soft_seconds,
+                        hard_seconds: a.hard_seconds,
+                        soft_bytes: a.soft_bytes,
+                        hard_bytes: a.hard_bytes,
+                        soft_packets: a.soft_packets,
+                        hard_packets: a.hard_packets,
+                    },
                     ..RawSa::default()
                 },
+                policy: a.policy,
+                vti: a.vti,
             }
         }
+        Cmd::Vti { op: VtiOp::Add(v) } => Request::VtiAdd {
+            vti: RawVti {
+                name: v.name,
+                sa_out: v.sa_out,
+                sa_in: v.sa_in,
+                addresses: v.address,
+                mtu: v.mtu,
+            },
+        },
+        Cmd::Vti {
+            op: VtiOp::Del { name },
+        } => Request::VtiDel { name },
+        Cmd::Clear {
+            what:
+                Clear::Ipsec {
+                    what:
+                        ClearIpsec::Sa {
+                            spi,
+                            peer,
+                            policy,
+                            all,
+                        },
+                },
+        } => Request::ClearIpsecSa {
+            spi,
+            peer,
+            policy,
+            all,
+        },
         Cmd::Policy {
             op: PolicyOp::Del { name },
         } => Request::PolicyDel { name },

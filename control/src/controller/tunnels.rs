@@ -46,6 +46,16 @@ pub(super) fn host_ifs(st: &State, rt: &Runtime) -> (Vec<IfInfo>, Vec<u16>) {
         });
         mtus.push(st.tunnel_mtu(k));
     }
+    // Then the VTIs (the dataplane's interface order), so their addresses answer too.
+    for v in &st.ipsec.vtis {
+        infos.push(IfInfo {
+            port: NO_PORT,
+            vlan: 0,
+            mac: Mac::ZERO,
+            addrs: v.addrs.clone(),
+        });
+        mtus.push(crate::build::vti_mtu(st, v));
+    }
     (infos, mtus)
 }
 
@@ -74,6 +84,13 @@ impl<P: Packet + Send> Controller<P> {
                         s.tunnel_mtu(k),
                     )
                 })
+                .chain(s.ipsec.vtis.iter().map(|v| {
+                    (
+                        v.name.clone(),
+                        v.addrs.iter().map(|a| a.to_string()).collect(),
+                        crate::build::vti_mtu(s, v),
+                    )
+                }))
                 .collect()
         };
         if sig(&self.state) != sig(new) {

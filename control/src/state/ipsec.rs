@@ -2,13 +2,15 @@
 //! and the bad value) into the objects the controller installs, and the policy table the
 //! workers read.
 
-use crate::config::{RawIpsec, RawPolicy, RawSa};
-use crate::parse::{self, PortRange, Prefix};
+use crate::config::{RawIpsec, RawPolicy, RawSa, RawVti};
+use crate::parse::{self, IfAddr, PortRange, Prefix};
 use dataplane::esp::{AesKeyLen, Integ, Lifetime, Mode, NatT, SaConfig, Suite};
 use dataplane::outer::{DfPolicy, OuterPolicy, TosPolicy};
-use dataplane::tables::ipsec::{Action, IpsecTables, Policy, SaRef};
+use dataplane::stats::PolicyCounters;
+use dataplane::tables::ipsec::{Action, IpsecTables, Policy, SaRef, VtiEntry};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// One validated SA.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,6 +57,21 @@ pub struct PolicySpec {
     pub raw: RawPolicy,
 }
 
+/// One validated route-based IPsec interface (VTI): an L3 interface bound to an SA pair
+/// whose selectors are 0.0.0.0/0 and ::/0. Routes pointing into it get sealed with `sa_out`;
+/// what its `sa_in` SAs decrypt arrives on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VtiSpec {
+    pub name: String,
+    pub sa_out: String,
+    pub sa_in: Vec<String>,
+    pub addrs: Vec<IfAddr>,
+    /// Configured IP MTU; `None` = the largest inner packet that still fits the smallest port
+    /// MTU once sealed with `sa_out` (see [`esp_overhead_mtu`]).
+    pub mtu: Option<u16>,
+    pub raw: RawVti,
+}
+
 /// Everything IPsec in the running config.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct IpsecState {
@@ -62,6 +79,47 @@ pub struct IpsecState {
     pub grace_secs: u32,
     pub sas: Vec<SaSpec>,
     pub policies: Vec<PolicySpec>,
+    pub vtis: Vec<VtiSpec>,
+}
+
+/// An inbound SA kept installed for the rekey grace period after it was replaced or removed
+/// (make-before-break): still found by its SPI, still admitted by the policies and VTIs that
+/// named it, so packets the peer sent before it switched still decrypt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lingering {
+    pub sa: SaRef,
+    pub spi: u32,
+    pub policies: Vec<String>,
+    pub vtis: Vec<String>,
+}
+
+/// What the tables need from the controller besides the state: where each SA is installed,
+/// the lingering inbound SAs, and the policies' counters (kept by the controller so they
+/// survive every republish).
+#[derive(Clone, Debug, Default)]
+pub struct SaPlacement {
+    pub slots: HashMap<String, SaRef>,
+    pub lingering: Vec<Lingering>,
+    pub counters: HashMap<String, Arc<PolicyCounters>>,
+    /// Counters of the default action (traffic no policy matched).
+    pub default_counters: Option<Arc<PolicyCounters>>,
+}
+
+/// The largest inner packet an SA of `cfg` can seal without the result exceeding
+/// `underlay_mtu`: outer header (tunnel mode), UDP (NAT-T), ESP header, IV, payload padded
+/// with the pad-length and next-header octets to the suite's alignment, ICV.
+pub fn esp_overhead_mtu(cfg: &SaConfig, underlay_mtu: u16) -> u16 {
+    let s = cfg.suite;
+    let outer = match cfg.mode {
+        Mode::Tunnel4 { .. } => 20,
+        Mode::Tunnel6 { .. } => 40,
+        Mode::Transport => 0,
+    };
+    let udp = if cfg.natt.is_some() { 8 } else { 0 };
+    let fixed = outer + udp + 8 + s.iv_len() + s.icv_len();
+    let room = (underlay_mtu as usize).saturating_sub(fixed);
+    let aligned = room / s.pad_align() * s.pad_align();
+    aligned.saturating_sub(2) as u16
 }
 
 fn suite_of(f: &dyn Fn(&str) -> String, enc: &str, integ: Option<&str>) -> Result<Suite, String> {
@@ -355,6 +413,7 @@ fn policy_spec(
     i: usize,
     r: &RawPolicy,
     sas: &[SaSpec],
+    vtis: &[VtiSpec],
     iface: &dyn Fn(&str) -> Option<usize>,
 ) -> Result<PolicySpec, String> {
     let f = |field: &str| format!("ipsec.policy[{i}].{field}");
@@ -417,6 +476,13 @@ fn policy_spec(
     }
     let names = |field: &str, list: &[String], want_in: bool| -> Result<Vec<String>, String> {
         for n in list {
+            if let Some(v) = vtis.iter().find(|v| &v.sa_out == n || v.sa_in.contains(n)) {
+                return Err(format!(
+                    "{}: SA '{n}' is already used by VTI '{}'",
+                    f(field),
+                    v.name
+                ));
+            }
             match sas.iter().find(|s| &s.name == n) {
                 None => return Err(format!("{}: no SA named '{n}'", f(field))),
                 Some(s) if s.inbound != want_in => {
@@ -506,10 +572,159 @@ impl IpsecState {
         for (i, r) in raw.policy.iter().enumerate() {
             st.add_policy_at(i, r, iface)?;
         }
-        if !raw.vti.is_empty() {
-            return Err("ipsec.vti: route-based VTI interfaces are not implemented yet".into());
+        for (i, r) in raw.vti.iter().enumerate() {
+            st.add_vti_at(i, r, iface)?;
         }
         Ok(st)
+    }
+
+    /// The VTI named `name`.
+    pub fn vti(&self, name: &str) -> Option<usize> {
+        self.vtis.iter().position(|v| v.name == name)
+    }
+
+    /// The policy or VTI that names SA `sa`, if any (an SA serves one of them at most).
+    fn user_of(&self, sa: &str) -> Option<String> {
+        for p in &self.policies {
+            if let PolicyAction::Protect { sa_out, sa_in } = &p.action {
+                if sa_out.iter().chain(sa_in).any(|n| n == sa) {
+                    return Some(format!("policy '{}'", p.name));
+                }
+            }
+        }
+        self.vtis
+            .iter()
+            .find(|v| v.sa_out == sa || v.sa_in.iter().any(|n| n == sa))
+            .map(|v| format!("VTI '{}'", v.name))
+    }
+
+    fn add_vti_at(
+        &mut self,
+        i: usize,
+        r: &RawVti,
+        iface: &dyn Fn(&str) -> Option<usize>,
+    ) -> Result<(), String> {
+        let f = |field: &str| format!("ipsec.vti[{i}].{field}");
+        crate::state::valid_name(&f("name"), &r.name)?;
+        if self.vti(&r.name).is_some() || iface(&r.name).is_some() {
+            return Err(format!(
+                "{}: '{}' is already an interface name",
+                f("name"),
+                r.name
+            ));
+        }
+        let check = |field: &str, n: &str, want_in: bool| -> Result<(), String> {
+            let Some(s) = self.sas.iter().find(|s| s.name == n) else {
+                return Err(format!("{}: no SA named '{n}'", f(field)));
+            };
+            if s.inbound != want_in {
+                return Err(format!(
+                    "{}: SA '{n}' is {}bound",
+                    f(field),
+                    if s.inbound { "in" } else { "out" }
+                ));
+            }
+            if !s.cfg.mode.is_tunnel() {
+                return Err(format!(
+                    "{}: SA '{n}' is in transport mode; a VTI carries whole packets (tunnel mode)",
+                    f(field)
+                ));
+            }
+            if let Some(u) = self.user_of(n) {
+                return Err(format!("{}: SA '{n}' is already used by {u}", f(field)));
+            }
+            Ok(())
+        };
+        check("sa_out", &r.sa_out, false)?;
+        for (k, n) in r.sa_in.iter().enumerate() {
+            check(&format!("sa_in[{k}]"), n, true)?;
+            if r.sa_in[..k].contains(n) {
+                return Err(format!("{}: SA '{n}' is listed twice", f("sa_in")));
+            }
+        }
+        let mut addrs = Vec::new();
+        for (k, a) in r.addresses.iter().enumerate() {
+            addrs.push(IfAddr::parse(a).map_err(|e| format!("{}[{k}]: {e}", f("addresses")))?);
+        }
+        if addrs.len() > crate::state::MAX_IF_ADDRS {
+            return Err(format!(
+                "{}: at most {} addresses",
+                f("addresses"),
+                crate::state::MAX_IF_ADDRS
+            ));
+        }
+        if let Some(m) = r.mtu {
+            if !(576..=9000).contains(&m) {
+                return Err(format!("{}: {m} is outside 576..=9000", f("mtu")));
+            }
+        }
+        self.vtis.push(VtiSpec {
+            name: r.name.clone(),
+            sa_out: r.sa_out.clone(),
+            sa_in: r.sa_in.clone(),
+            addrs,
+            mtu: r.mtu,
+            raw: r.clone(),
+        });
+        Ok(())
+    }
+
+    /// Add a VTI at runtime (`ferroctl vti add`).
+    pub fn add_vti(
+        &mut self,
+        r: &RawVti,
+        iface: &dyn Fn(&str) -> Option<usize>,
+    ) -> Result<(), String> {
+        self.add_vti_at(self.vtis.len(), r, iface)
+    }
+
+    /// Attach SA `sa` (already added) to policy or VTI `to`: an outbound SA becomes the one
+    /// that protects (the newest), an inbound one is admitted beside those already there.
+    /// This is the make step of a rekey; `del_sa` of the old SA is the break step.
+    pub fn attach_sa(&mut self, sa: &str, to: &str) -> Result<(), String> {
+        let Some(spec) = self.sas.iter().find(|s| s.name == sa) else {
+            return Err(format!("no SA named '{sa}'"));
+        };
+        let inbound = spec.inbound;
+        let tunnel = spec.cfg.mode.is_tunnel();
+        if let Some(u) = self.user_of(sa) {
+            return Err(format!("SA '{sa}' is already used by {u}"));
+        }
+        if let Some(p) = self.policies.iter_mut().find(|p| p.name == to) {
+            let PolicyAction::Protect { sa_out, sa_in } = &mut p.action else {
+                return Err(format!("policy '{to}' is not a protect policy"));
+            };
+            if inbound {
+                sa_in.push(sa.to_string());
+                p.raw.sa_in.push(sa.to_string());
+            } else {
+                if !p.out {
+                    return Err(format!(
+                        "policy '{to}' is inbound only: it takes no outbound SA"
+                    ));
+                }
+                sa_out.push(sa.to_string());
+                p.raw.sa.push(sa.to_string());
+            }
+            return Ok(());
+        }
+        if let Some(v) = self.vtis.iter_mut().find(|v| v.name == to) {
+            if !tunnel {
+                return Err(format!(
+                    "SA '{sa}' is in transport mode; a VTI carries whole packets (tunnel mode)"
+                ));
+            }
+            if inbound {
+                v.sa_in.push(sa.to_string());
+                v.raw.sa_in.push(sa.to_string());
+            } else {
+                // The VTI's previous outbound SA stays defined (delete it when done).
+                v.sa_out = sa.to_string();
+                v.raw.sa_out = sa.to_string();
+            }
+            return Ok(());
+        }
+        Err(format!("no policy or VTI named '{to}'"))
     }
 
     fn add_sa_at(&mut self, i: usize, r: &RawSa) -> Result<(), String> {
@@ -536,7 +751,7 @@ impl IpsecState {
         r: &RawPolicy,
         iface: &dyn Fn(&str) -> Option<usize>,
     ) -> Result<(), String> {
-        let p = policy_spec(i, r, &self.sas, iface)?;
+        let p = policy_spec(i, r, &self.sas, &self.vtis, iface)?;
         if self.policies.iter().any(|x| x.name == p.name) {
             return Err(format!(
                 "ipsec.policy[{i}].name: duplicate policy name '{}'",
@@ -552,21 +767,38 @@ impl IpsecState {
         self.add_sa_at(self.sas.len(), r)
     }
 
-    /// Remove an SA; refused while a policy names it.
+    /// Remove an SA and detach it from the policy or VTI that names it (the break step of a
+    /// rekey). Refused when it is the only outbound SA of an outbound protect policy or a
+    /// VTI's outbound SA: that traffic would have nothing to be sealed with (attach the new
+    /// SA first). A removed inbound SA lingers for the grace period (see `Lingering`).
     pub fn del_sa(&mut self, name: &str) -> Result<(), String> {
         let Some(i) = self.sas.iter().position(|s| s.name == name) else {
             return Err(format!("no SA named '{name}'"));
         };
-        if let Some(p) = self.policies.iter().find(|p| match &p.action {
-            PolicyAction::Protect { sa_out, sa_in } => {
-                sa_out.iter().chain(sa_in).any(|n| n == name)
+        for p in &mut self.policies {
+            let PolicyAction::Protect { sa_out, sa_in } = &mut p.action else {
+                continue;
+            };
+            if sa_out.iter().any(|n| n == name) && sa_out.len() == 1 && p.out {
+                return Err(format!(
+                    "SA '{name}' is the only outbound SA of policy '{}': attach its successor first (sa add ... --policy {}) or delete the policy",
+                    p.name, p.name
+                ));
             }
-            _ => false,
-        }) {
-            return Err(format!(
-                "SA '{name}' is used by policy '{}': delete or change the policy first",
-                p.name
-            ));
+            sa_out.retain(|n| n != name);
+            sa_in.retain(|n| n != name);
+            p.raw.sa.retain(|n| n != name);
+            p.raw.sa_in.retain(|n| n != name);
+        }
+        for v in &mut self.vtis {
+            if v.sa_out == name {
+                return Err(format!(
+                    "SA '{name}' is the outbound SA of VTI '{}': attach its successor first (sa add ... --vti {}) or delete the VTI",
+                    v.name, v.name
+                ));
+            }
+            v.sa_in.retain(|n| n != name);
+            v.raw.sa_in.retain(|n| n != name);
         }
         self.sas.remove(i);
         Ok(())
@@ -588,9 +820,10 @@ impl IpsecState {
         Ok(())
     }
 
-    /// The workers' view, given where each SA (by name) is installed.
-    pub fn tables(&self, slots: &HashMap<String, SaRef>, workers: u16) -> IpsecTables {
-        let slot = |n: &String| slots.get(n).copied();
+    /// The workers' view, given where each SA is installed (`pl`) and, for each VTI, its
+    /// interface index and IP MTU.
+    pub fn tables(&self, pl: &SaPlacement, workers: u16, vti_ifs: &[(u16, u16)]) -> IpsecTables {
+        let slot = |n: &String| pl.slots.get(n).copied();
         let policies = self
             .policies
             .iter()
@@ -612,19 +845,566 @@ impl IpsecState {
                     // The newest installed outbound SA protects; the rest stay for the rekey.
                     PolicyAction::Protect { sa_out, sa_in } => Action::Protect {
                         out: sa_out.iter().rev().find_map(slot),
-                        inbound: sa_in.iter().filter_map(slot).map(|r| r.slot).collect(),
+                        inbound: sa_in
+                            .iter()
+                            .filter_map(slot)
+                            .map(|r| r.slot)
+                            .chain(
+                                pl.lingering
+                                    .iter()
+                                    .filter(|l| l.policies.contains(&p.name))
+                                    .map(|l| l.sa.slot),
+                            )
+                            .collect(),
                     },
                     PolicyAction::Bypass => Action::Bypass,
                     PolicyAction::Discard => Action::Discard,
                 },
             })
             .collect();
-        let sa_in = self
+        let mut sa_in: Vec<(u32, SaRef)> = self
             .sas
             .iter()
             .filter(|s| s.inbound)
             .filter_map(|s| slot(&s.name).map(|r| (s.cfg.spi, r)))
             .collect();
-        IpsecTables::new(policies, self.default_discard, sa_in, workers)
+        // A lingering SA keeps its SPI unless a current SA took it over.
+        for l in &pl.lingering {
+            if !sa_in.iter().any(|(spi, _)| *spi == l.spi) {
+                sa_in.push((l.spi, l.sa));
+            }
+        }
+        let mut t = IpsecTables::new(
+            policies,
+            self.default_discard,
+            sa_in.into_iter().collect(),
+            workers,
+        );
+        for (k, v) in self.vtis.iter().enumerate() {
+            let (ifindex, mtu) = vti_ifs.get(k).copied().unwrap_or((u16::MAX, 0));
+            t.vtis.push(VtiEntry {
+                ifindex,
+                out: slot(&v.sa_out),
+                mtu,
+            });
+            let lingering = pl
+                .lingering
+                .iter()
+                .filter(|l| l.vtis.contains(&v.name))
+                .map(|l| l.sa);
+            for r in v.sa_in.iter().filter_map(slot).chain(lingering) {
+                t.vti_in.insert(r.slot, k as u32);
+            }
+        }
+        let fresh = || Arc::new(PolicyCounters::new(workers as usize));
+        t.counters = self
+            .policies
+            .iter()
+            .map(|p| pl.counters.get(&p.name).cloned().unwrap_or_else(fresh))
+            .chain(std::iter::once(
+                pl.default_counters.clone().unwrap_or_else(fresh),
+            ))
+            .collect();
+        t
+    }
+}
+
+impl crate::state::State {
+    /// A route into VTI `vti`: no gateway, not a blackhole.
+    pub(crate) fn parse_vti_route(
+        &self,
+        prefix: Prefix,
+        vti: &str,
+        r: &crate::config::RawRoute,
+    ) -> Result<crate::state::Route, String> {
+        if r.via.is_some() {
+            return Err(format!(
+                "via: a route into VTI '{vti}' takes no gateway (the VTI is point-to-point)"
+            ));
+        }
+        if r.blackhole {
+            return Err("blackhole: a blackhole route takes no via or interface".into());
+        }
+        Ok(crate::state::Route {
+            prefix,
+            target: crate::state::RouteTarget::Vti(vti.to_string()),
+        })
+    }
+
+    /// VTI addresses are unique among all interfaces' and VTIs', and so are their subnets.
+    pub(crate) fn check_vti_addresses(&self) -> Result<(), String> {
+        let mut seen: Vec<(IfAddr, &str)> = self
+            .ifaces
+            .iter()
+            .map(|f| (f.name.as_str(), &f.addrs))
+            .chain(self.tunnels.iter().map(|t| (t.name.as_str(), &t.addrs)))
+            .flat_map(|(n, addrs)| addrs.iter().map(move |a| (*a, n)))
+            .collect();
+        for v in &self.ipsec.vtis {
+            if self.tunnels.iter().any(|t| t.name == v.name) {
+                return Err(format!(
+                    "VTI '{}'.name: '{}' is already a tunnel name",
+                    v.name, v.name
+                ));
+            }
+            for a in &v.addrs {
+                if let Some((_, other)) = seen.iter().find(|(x, _)| x.addr == a.addr) {
+                    return Err(format!(
+                        "VTI '{}'.addresses: {} is already on interface '{other}'",
+                        v.name, a.addr
+                    ));
+                }
+                if let Some((_, other)) = seen.iter().find(|(x, _)| x.subnet() == a.subnet()) {
+                    return Err(format!(
+                        "VTI '{}'.addresses: subnet {} is already on interface '{other}'",
+                        v.name,
+                        a.subnet()
+                    ));
+                }
+            }
+            seen.extend(v.addrs.iter().map(|a| (*a, v.name.as_str())));
+        }
+        Ok(())
+    }
+
+    /// Add a VTI at runtime.
+    pub fn add_vti(&mut self, r: &RawVti) -> Result<(), String> {
+        let ifs: Vec<String> = self.ifaces.iter().map(|f| f.name.clone()).collect();
+        self.ipsec
+            .add_vti(r, &|n| ifs.iter().position(|x| x == n))?;
+        self.check_vti_addresses()
+    }
+
+    /// Delete a VTI; refused while a route points into it.
+    pub fn del_vti(&mut self, name: &str) -> Result<(), String> {
+        let Some(i) = self.ipsec.vti(name) else {
+            return Err(format!("no VTI named '{name}'"));
+        };
+        if let Some(r) = self
+            .routes
+            .iter()
+            .find(|r| r.target == crate::state::RouteTarget::Vti(name.to_string()))
+        {
+            return Err(format!(
+                "VTI '{name}' is used by route {}: delete the route first",
+                r.prefix
+            ));
+        }
+        self.ipsec.vtis.remove(i);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::{build_tables, Runtime};
+    use crate::config::RawConfig;
+    use crate::state::State;
+    use dataplane::tables::fib::NextHop;
+    use dataplane::tables::iface::IfKind;
+
+    const BASE: &str = r#"
+[[ports]]
+name = "wan"
+devargs = "net_null0"
+[[ports]]
+name = "lan"
+devargs = "net_null1"
+[[workers]]
+lcore = 1
+rx = ["wan:0", "lan:0"]
+[[interfaces]]
+name = "wan"
+port = "wan"
+addresses = ["192.0.2.1/24"]
+[[interfaces]]
+name = "lan"
+port = "lan"
+addresses = ["10.0.0.1/24"]
+[ipsec]
+[[ipsec.sa]]
+name = "out1"
+spi = 4097
+direction = "out"
+src = "192.0.2.1"
+dst = "192.0.2.2"
+encryption = "aes-gcm-128"
+key = "0102030405060708090a0b0c0d0e0f1011121314"
+[[ipsec.sa]]
+name = "in1"
+spi = 8193
+direction = "in"
+src = "192.0.2.2"
+dst = "192.0.2.1"
+encryption = "aes-gcm-128"
+key = "1102030405060708090a0b0c0d0e0f1011121314"
+"#;
+
+    fn state(extra: &str) -> Result<State, String> {
+        State::from_config(&RawConfig::parse(&format!("{BASE}{extra}"))?)
+    }
+
+    fn refused(cfg: &str, needle: &str) {
+        match RawConfig::parse(cfg).and_then(|r| State::from_config(&r)) {
+            Ok(_) => panic!("accepted, expected an error containing '{needle}'"),
+            Err(e) => assert!(
+                e.contains(needle),
+                "error '{e}' does not contain '{needle}'"
+            ),
+        }
+    }
+
+    const VTI: &str = r#"
+[[ipsec.vti]]
+name = "vti0"
+sa_out = "out1"
+sa_in = ["in1"]
+addresses = ["172.16.0.5/30"]
+[[routes]]
+prefix = "10.9.0.0/16"
+interface = "vti0"
+"#;
+
+    #[test]
+    fn unsupported_sa_configuration_is_refused_naming_the_field() {
+        let b = BASE;
+        refused(
+            &b.replace("spi = 4097", "spi = 255"),
+            "ipsec.sa[0].spi: 255 (0xff) is reserved or out of range",
+        );
+        refused(
+            &b.replace("spi = 4097", "spi = 4294967296"),
+            "ipsec.sa[0].spi: 4294967296",
+        );
+        refused(
+            &b.replace(
+                "key = \"0102030405060708090a0b0c0d0e0f1011121314\"",
+                "key = \"0102030405060708090a0b0c0d0e0f10\"",
+            ),
+            "ipsec.sa[0].key: 16 bytes given, aes-gcm-128 takes exactly 20 (40 hex digits, the 4-byte salt included)",
+        );
+        refused(
+            &b.replace(
+                "direction = \"out\"",
+                "direction = \"out\"\nprotocol = \"ah\"",
+            ),
+            "ipsec.sa[0].protocol: 'ah': AH is not supported",
+        );
+        refused(
+            &b.replace(
+                "direction = \"out\"",
+                "direction = \"out\"\nipcomp = \"deflate\"",
+            ),
+            "ipsec.sa[0].ipcomp: 'deflate': IPComp is not supported",
+        );
+        for alg in ["3des", "des", "3des-cbc", "des-cbc"] {
+            refused(
+                &b.replacen("aes-gcm-128", alg, 1),
+                &format!("ipsec.sa[0].encryption: '{alg}': DES and 3DES are not supported"),
+            );
+        }
+        let cbc = b.replacen(
+            "encryption = \"aes-gcm-128\"\nkey = \"0102030405060708090a0b0c0d0e0f1011121314\"",
+            "encryption = \"aes-cbc-128\"\nkey = \"0102030405060708090a0b0c0d0e0f10\"\nintegrity = \"hmac-md5-96\"\nintegrity_key = \"00112233445566778899aabbccddeeff\"",
+            1,
+        );
+        refused(
+            &cbc,
+            "ipsec.sa[0].integrity: 'hmac-md5-96': MD5 is not supported",
+        );
+        refused(
+            &cbc.replace("hmac-md5-96", "hmac-sha256-128"),
+            "ipsec.sa[0].integrity_key: 16 bytes given, exactly 32 needed",
+        );
+        refused(
+            &b.replacen(
+                "encryption = \"aes-gcm-128\"",
+                "encryption = \"aes-gcm-128\"\nintegrity = \"hmac-sha256-128\"",
+                1,
+            ),
+            "ipsec.sa[0].integrity: 'hmac-sha256-128': aes-gcm-128 is an AEAD algorithm and takes no separate integrity algorithm",
+        );
+        refused(
+            &b.replacen(
+                "encryption = \"aes-gcm-128\"",
+                "encryption = \"aes-cbc-128\"",
+                1,
+            ),
+            "ipsec.sa[0].integrity: aes-cbc-128 needs an integrity algorithm",
+        );
+        // The same SA set is fine.
+        assert!(state("").is_ok());
+    }
+
+    #[test]
+    fn vti_becomes_an_interface_with_routes_into_it() {
+        let st = state(VTI).unwrap();
+        assert_eq!(st.ipsec.vtis.len(), 1);
+        let mut pl = SaPlacement::default();
+        pl.slots.insert("out1".into(), SaRef { slot: 0, owner: 0 });
+        pl.slots.insert("in1".into(), SaRef { slot: 1, owner: 0 });
+        let t = build_tables(
+            &st,
+            &Runtime::fake(2),
+            &Default::default(),
+            1,
+            &pl,
+            &mut Default::default(),
+        )
+        .unwrap();
+        // After the two port interfaces; MTU: 1500 minus AES-GCM tunnel overhead over IPv4.
+        let ifc = &t.interfaces[2];
+        assert_eq!(ifc.kind, IfKind::Vti { vti: 0 });
+        assert_eq!(ifc.mtu, 1446);
+        assert_eq!(ifc.icmp_src_v4, Some([172, 16, 0, 5]));
+        let vti = NextHop::Vti { vti: 0 };
+        assert_eq!(t.fib.lookup("10.9.1.1".parse().unwrap()), Ok(&vti));
+        assert_eq!(t.fib.lookup("172.16.0.6".parse().unwrap()), Ok(&vti));
+        assert_eq!(
+            t.fib.lookup("172.16.0.5".parse().unwrap()),
+            Ok(&NextHop::Local { ifindex: 2 })
+        );
+        assert_eq!(t.ipsec.vtis.len(), 1);
+        assert_eq!(t.ipsec.vtis[0].ifindex, 2);
+        assert_eq!(t.ipsec.vtis[0].out, Some(SaRef { slot: 0, owner: 0 }));
+        assert_eq!(t.ipsec.vti_in.get(&1), Some(&0));
+        assert_eq!(t.ipsec.sa_in.get(&8193), Some(&SaRef { slot: 1, owner: 0 }));
+        // One counter block per policy plus the default action.
+        assert_eq!(t.ipsec.counters.len(), 1);
+
+        // Removing the route leaves the VTI but nothing else goes into it.
+        let mut st2 = st.clone();
+        st2.del_route(Prefix::parse("10.9.0.0/16").unwrap())
+            .unwrap();
+        let t2 = build_tables(
+            &st2,
+            &Runtime::fake(2),
+            &Default::default(),
+            2,
+            &pl,
+            &mut Default::default(),
+        )
+        .unwrap();
+        assert_ne!(t2.fib.lookup("10.9.1.1".parse().unwrap()), Ok(&vti));
+        // A VTI with a route into it cannot go; without, it can.
+        let mut st3 = st.clone();
+        assert_eq!(
+            st3.del_vti("vti0").unwrap_err(),
+            "VTI 'vti0' is used by route 10.9.0.0/16: delete the route first"
+        );
+        st2.del_vti("vti0").unwrap();
+        assert!(st2.ipsec.vtis.is_empty());
+        // Its SAs are bound to it: neither detachable as the outbound SA nor reusable.
+        assert!(st3
+            .ipsec
+            .del_sa("out1")
+            .unwrap_err()
+            .contains("outbound SA of VTI 'vti0'"));
+        st3.ipsec.del_sa("in1").unwrap();
+        assert!(st3.ipsec.vtis[0].sa_in.is_empty());
+    }
+
+    #[test]
+    fn vti_refusals_name_the_field() {
+        refused(
+            &format!(
+                "{BASE}{}",
+                VTI.replace("sa_out = \"out1\"", "sa_out = \"in1\"")
+            ),
+            "ipsec.vti[0].sa_out: SA 'in1' is inbound",
+        );
+        refused(
+            &format!(
+                "{BASE}{}",
+                VTI.replace("sa_in = [\"in1\"]", "sa_in = [\"nope\"]")
+            ),
+            "ipsec.vti[0].sa_in[0]: no SA named 'nope'",
+        );
+        refused(
+            &format!(
+                "{}{VTI}",
+                BASE.replace(
+                    "src = \"192.0.2.1\"\ndst = \"192.0.2.2\"",
+                    "mode = \"transport\""
+                )
+            ),
+            "ipsec.vti[0].sa_out: SA 'out1' is in transport mode",
+        );
+        refused(
+            &format!("{BASE}{}", VTI.replace("name = \"vti0\"", "name = \"lan\"")),
+            "ipsec.vti[0].name: 'lan' is already an interface name",
+        );
+        refused(
+            &format!("{BASE}{}", VTI.replace("172.16.0.5/30", "10.0.0.1/24")),
+            "VTI 'vti0'.addresses: 10.0.0.1 is already on interface 'lan'",
+        );
+        refused(
+            &format!("{BASE}{}", VTI.replace("172.16.0.5/30", "10.0.0.9/24")),
+            "VTI 'vti0'.addresses: subnet 10.0.0.0/24 is already on interface 'lan'",
+        );
+        refused(
+            &format!(
+                "{BASE}{}",
+                VTI.replace("mtu", "x")
+                    .replace("addresses", "mtu = 100\naddresses")
+            ),
+            "ipsec.vti[0].mtu: 100 is outside 576..=9000",
+        );
+        refused(
+            &format!(
+                "{BASE}{}",
+                VTI.replace(
+                    "interface = \"vti0\"",
+                    "interface = \"vti0\"\nvia = \"172.16.0.6\""
+                )
+            ),
+            "routes[0].via: a route into VTI 'vti0' takes no gateway",
+        );
+        let policy = r#"
+[[ipsec.policy]]
+name = "p"
+priority = 1
+direction = "both"
+src = "10.0.0.0/24"
+dst = "10.9.0.0/16"
+action = "protect"
+sa = ["out1"]
+"#;
+        refused(
+            &format!("{BASE}{policy}{VTI}"),
+            "ipsec.vti[0].sa_out: SA 'out1' is already used by policy 'p'",
+        );
+    }
+
+    #[test]
+    fn attach_and_detach_make_a_rekey() {
+        let policy = r#"
+[[ipsec.policy]]
+name = "p"
+priority = 1
+direction = "both"
+src = "10.0.0.0/24"
+dst = "10.9.0.0/16"
+action = "protect"
+sa = ["out1"]
+sa_in = ["in1"]
+"#;
+        let mut st = state(policy).unwrap();
+        let ip = &mut st.ipsec;
+        assert!(ip
+            .del_sa("out1")
+            .unwrap_err()
+            .contains("only outbound SA of policy 'p'"));
+        let mut out2 = ip.sas[0].raw.clone();
+        out2.name = "out2".into();
+        out2.spi = 4098;
+        let mut in2 = ip.sas[1].raw.clone();
+        in2.name = "in2".into();
+        in2.spi = 8194;
+        ip.add_sa(&out2).unwrap();
+        ip.add_sa(&in2).unwrap();
+        ip.attach_sa("in2", "p").unwrap();
+        ip.attach_sa("out2", "p").unwrap();
+        assert_eq!(
+            ip.attach_sa("out2", "p").unwrap_err(),
+            "SA 'out2' is already used by policy 'p'"
+        );
+        assert_eq!(
+            ip.attach_sa("in2", "nope").unwrap_err(),
+            "SA 'in2' is already used by policy 'p'"
+        );
+        let PolicyAction::Protect { sa_out, sa_in } = &ip.policies[0].action else {
+            panic!()
+        };
+        assert_eq!(sa_out, &["out1", "out2"]);
+        assert_eq!(sa_in, &["in1", "in2"]);
+        // The newest outbound SA protects; both inbound SAs are admitted.
+        let mut pl = SaPlacement::default();
+        for (k, n) in ["out1", "in1", "out2", "in2"].iter().enumerate() {
+            pl.slots.insert(
+                n.to_string(),
+                SaRef {
+                    slot: k as u32,
+                    owner: 0,
+                },
+            );
+        }
+        let t = ip.tables(&pl, 1, &[]);
+        assert_eq!(
+            t.policies()[0].action,
+            Action::Protect {
+                out: Some(SaRef { slot: 2, owner: 0 }),
+                inbound: vec![1, 3]
+            }
+        );
+        ip.del_sa("out1").unwrap();
+        ip.del_sa("in1").unwrap();
+        let PolicyAction::Protect { sa_out, sa_in } = &ip.policies[0].action else {
+            panic!()
+        };
+        assert_eq!(
+            (sa_out.as_slice(), sa_in.as_slice()),
+            (&["out2".to_string()][..], &["in2".to_string()][..])
+        );
+        assert_eq!(ip.policies[0].raw.sa, ["out2"]);
+        // A lingering inbound SA keeps its SPI and its admission.
+        pl.slots.remove("in1");
+        pl.lingering.push(Lingering {
+            sa: SaRef { slot: 1, owner: 0 },
+            spi: 8193,
+            policies: vec!["p".into()],
+            vtis: vec![],
+        });
+        let t = ip.tables(&pl, 1, &[]);
+        assert_eq!(t.sa_in.get(&8193), Some(&SaRef { slot: 1, owner: 0 }));
+        assert_eq!(
+            t.policies()[0].action,
+            Action::Protect {
+                out: Some(SaRef { slot: 2, owner: 0 }),
+                inbound: vec![3, 1]
+            }
+        );
+    }
+
+    #[test]
+    fn vti_mtu_leaves_room_for_the_worst_case_overhead() {
+        let cfg = |suite, v6: bool, natt: bool| {
+            let mode = if v6 {
+                Mode::Tunnel6 {
+                    local: "::1".parse().unwrap(),
+                    remote: "::2".parse().unwrap(),
+                }
+            } else {
+                Mode::Tunnel4 {
+                    local: "10.0.0.1".parse().unwrap(),
+                    remote: "10.0.0.2".parse().unwrap(),
+                }
+            };
+            let mut c = SaConfig::new(300, mode, suite);
+            c.natt = natt.then(NatT::default);
+            c
+        };
+        let gcm = Suite::AesGcm(AesKeyLen::Aes128);
+        let cbc = Suite::AesCbc(AesKeyLen::Aes128, Integ::HmacSha256_128);
+        assert_eq!(esp_overhead_mtu(&cfg(gcm, false, false), 1500), 1446);
+        assert_eq!(esp_overhead_mtu(&cfg(cbc, false, false), 1500), 1438);
+        assert_eq!(esp_overhead_mtu(&cfg(gcm, true, true), 1500), 1418);
+        // Every inner size up to the MTU seals to at most the underlay MTU (and one more
+        // octet would not fit): the Vyatta example, 84 octets -> 140 with AES-GCM over IPv4.
+        for (suite, v6, natt) in [(gcm, false, false), (cbc, false, true), (cbc, true, false)] {
+            let c = cfg(suite, v6, natt);
+            let sealed = |inner: usize| {
+                let outer = if v6 { 40 } else { 20 } + if natt { 8 } else { 0 };
+                let a = suite.pad_align();
+                outer + 8 + suite.iv_len() + (inner + 2).div_ceil(a) * a + suite.icv_len()
+            };
+            let m = esp_overhead_mtu(&c, 1500) as usize;
+            assert!(
+                sealed(m) <= 1500 && sealed(m + 1) > 1500,
+                "{suite:?} {v6} {natt}"
+            );
+        }
+        assert_eq!(20 + 8 + 8 + (84 + 2usize).div_ceil(4) * 4 + 16, 140);
     }
 }

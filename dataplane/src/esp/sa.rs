@@ -175,6 +175,10 @@ pub struct Sa {
     used_bytes: u64,
     used_packets: u64,
     soft_fired: bool,
+    /// Stopped by the control thread (hard lifetime in seconds): every packet is refused.
+    expired: bool,
+    /// The hard expiry was reported to the control thread (once per SA, not per packet).
+    hard_reported: bool,
     counters: Arc<SaCounters>,
 }
 
@@ -205,6 +209,8 @@ impl Sa {
             used_bytes: 0,
             used_packets: 0,
             soft_fired: false,
+            expired: false,
+            hard_reported: false,
             counters: Arc::default(),
         })
     }
@@ -260,9 +266,11 @@ impl Sa {
     /// True once the hard lifetime is reached: every further packet is dropped.
     #[inline]
     pub fn hard_expired(&self) -> bool {
-        self.lifetime
-            .hard_packets
-            .is_some_and(|l| self.used_packets >= l)
+        self.expired
+            || self
+                .lifetime
+                .hard_packets
+                .is_some_and(|l| self.used_packets >= l)
             || self
                 .lifetime
                 .hard_bytes
@@ -272,6 +280,22 @@ impl Sa {
     #[inline]
     pub fn soft_expired(&self) -> bool {
         self.soft_fired
+    }
+
+    /// Stop the SA: the control thread enforces lifetimes in seconds (the dataplane has no
+    /// wall clock per packet), and this is how its hard limit takes effect. The SA stays
+    /// installed so later packets are counted as expired rather than as unknown.
+    pub fn expire(&mut self) {
+        self.expired = true;
+    }
+
+    /// True the first time it is called after the SA stopped (hard lifetime, sequence space
+    /// exhausted): the worker tells the control thread once, not once per refused packet.
+    #[inline]
+    pub(crate) fn take_hard_report(&mut self) -> bool {
+        let first = !self.hard_reported;
+        self.hard_reported = true;
+        first
     }
 
     /// Make `next` the sequence number of the next outbound packet (tests, and SAs that

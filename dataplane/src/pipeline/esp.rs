@@ -8,11 +8,13 @@
 use super::{Ctx, Env, Handoff, Meta, Node, Pipeline};
 use crate::esp;
 use crate::events::{Event, PuntKind, Punted};
+use crate::icmp_error::IcmpError;
 use crate::packet::Packet;
-use crate::stats::DropReason;
+use crate::stats::{reject_detail, DropReason, PolicyStat};
+use crate::tables::fib::NextHop;
 use crate::tables::ipsec::{Action, Dir, FlowKey, SaRef};
 use crate::tables::Tables;
-use crate::wire::ipproto;
+use crate::wire::{ipproto, Ipv4Packet};
 
 /// IKE's ports.
 const IKE_PORT: u16 = 500;
@@ -68,10 +70,22 @@ fn local_kind(t: &Tables, d: &[u8], v6: bool) -> LocalKind {
 /// The inbound SPD check of a packet that came from outside (decrypted or not); `None` to
 /// let it pass. Packets we made ourselves are not checked.
 fn inbound_verdict(t: &Tables, m: &Meta, k: &FlowKey) -> Option<DropReason> {
+    inbound_check(t, m, k).0
+}
+
+/// [`inbound_verdict`] and the counters index of the policy that gave it (the default
+/// action's after the last policy), `None` when no policy was consulted.
+fn inbound_check(t: &Tables, m: &Meta, k: &FlowKey) -> (Option<DropReason>, Option<usize>) {
     if m.local_origin && m.sa_in == 0 {
-        return None;
+        return (None, None);
     }
-    match t.ipsec.classify(Dir::In, m.in_if, k).map(|p| &p.action) {
+    // Decrypted by a VTI's SA: it arrived on the VTI, whose selectors are 0/0.
+    if m.sa_in != 0 && !t.ipsec.vti_in.is_empty() && t.ipsec.vti_in.contains_key(&(m.sa_in - 1)) {
+        return (None, None);
+    }
+    let pol = t.ipsec.classify(Dir::In, m.in_if, k);
+    let id = pol.map_or(t.ipsec.policies().len(), |p| p.id as usize);
+    let verdict = match pol.map(|p| &p.action) {
         Some(Action::Protect { inbound, .. }) => match m.sa_in {
             0 => Some(DropReason::SpdUnprotected),
             s if !inbound.contains(&(s - 1)) => Some(DropReason::EspPolicyMismatch),
@@ -83,10 +97,37 @@ fn inbound_verdict(t: &Tables, m: &Meta, k: &FlowKey) -> Option<DropReason> {
         Some(Action::Bypass) => None,
         None if t.ipsec.default_discard => Some(DropReason::SpdDiscard),
         None => None,
+    };
+    (verdict, Some(id))
+}
+
+/// The IPv4 source of the packet at the start of `d` as a number (0 for IPv6 or a short
+/// header): the peer named in reject logs.
+#[inline]
+fn src_v4(d: &[u8]) -> u32 {
+    match d.get(..20) {
+        Some(h) if h[0] >> 4 == 4 => u32::from_be_bytes([h[12], h[13], h[14], h[15]]),
+        _ => 0,
+    }
+}
+
+/// The IPv4 remote of a tunnel-mode SA (0 otherwise), for reject logs of outbound drops.
+#[inline]
+fn remote_v4(m: esp::Mode) -> u32 {
+    match m {
+        esp::Mode::Tunnel4 { remote, .. } => u32::from(remote),
+        _ => 0,
     }
 }
 
 impl<P: Packet> Pipeline<P> {
+    /// Drop packet `i` under `reason`, noting the SPI and peer for the control thread's log.
+    #[inline]
+    fn drop_noted(&mut self, ctx: &Ctx, i: usize, reason: DropReason, detail: u64) {
+        self.slots[i] = None;
+        ctx.counters.drop_noted(reason, detail);
+    }
+
     /// A packet to one of our addresses while SAs or tunnels are installed: ESP and NAT-T go
     /// to ESP input, IKE to the control thread, NAT keepalives are absorbed, tunnel packets
     /// (that pass the inbound policy check) to decapsulation, the rest is local.
@@ -180,8 +221,9 @@ impl<P: Packet> Pipeline<P> {
         else {
             return self.drop(ctx, i, DropReason::EspMalformed);
         };
+        let peer = src_v4(p.data());
         let Some(&sa_ref) = t.ipsec.sa_in.get(&spi) else {
-            return self.drop(ctx, i, DropReason::EspNoSa);
+            return self.drop_noted(ctx, i, DropReason::EspNoSa, reject_detail(spi, peer));
         };
         if self.maybe_handoff(ctx, env, i, sa_ref, Node::EspIn) {
             return;
@@ -190,7 +232,7 @@ impl<P: Packet> Pipeline<P> {
             return;
         };
         let Some(owned) = self.sas.get_mut(sa_ref.slot) else {
-            return self.drop(ctx, i, DropReason::EspNoSa);
+            return self.drop_noted(ctx, i, DropReason::EspNoSa, reject_detail(spi, peer));
         };
         match esp::decap(&mut owned.sa, p) {
             Ok(info) => {
@@ -201,14 +243,67 @@ impl<P: Packet> Pipeline<P> {
                 m.v6 = p.data().first().is_some_and(|b| b >> 4 == 6);
                 m.sa_in = sa_ref.slot + 1;
                 m.l2_len = 0;
+                // Route-based: what a VTI's SA decrypts arrives on the VTI.
+                if !t.ipsec.vti_in.is_empty() {
+                    if let Some(v) = t.ipsec.vti_in.get(&sa_ref.slot) {
+                        if let Some(e) = t.ipsec.vtis.get(*v as usize) {
+                            m.in_if = e.ifindex;
+                        }
+                    }
+                }
                 self.reenter(ctx, i, Node::IpIn);
             }
             Err(r) => {
-                if r == DropReason::EspSaExpired {
+                if r == DropReason::EspSaExpired && owned.sa.take_hard_report() {
                     let _ = env.event(Event::SaHardExpired { sa: sa_ref.slot });
                 }
-                self.drop(ctx, i, r)
+                self.drop_noted(ctx, i, r, reject_detail(spi, peer))
             }
+        }
+    }
+
+    /// Into a route-based IPsec interface: the VTI's MTU, then ESP output with its outbound
+    /// SA. No policy is consulted: the route chose the VTI, whose selectors are 0/0.
+    pub(super) fn vti_out<E: Env<P>>(
+        &mut self,
+        t: &Tables,
+        ctx: &mut Ctx,
+        env: &mut E,
+        i: usize,
+        vti: u32,
+    ) {
+        let m = self.meta[i];
+        if m.esp_out {
+            // Our own ESP output routed into a VTI again: the route to the SA's peer points
+            // into the VTI itself. Sealing again would recurse until the pass limit.
+            return self.drop(ctx, i, DropReason::LoopDetected);
+        }
+        let Some(e) = t.ipsec.vtis.get(vti as usize) else {
+            return self.drop(ctx, i, DropReason::NoRoute);
+        };
+        let Some(p) = self.slots[i].as_ref() else {
+            return;
+        };
+        if p.len() > e.mtu as usize {
+            let df = m.v6 || Ipv4Packet::new_unchecked(p.data()).dont_frag();
+            if df || m.local_origin {
+                let mtu = e.mtu as u32;
+                return self.icmp_error(
+                    t,
+                    ctx,
+                    i,
+                    IcmpError::TooBig { mtu },
+                    DropReason::MtuExceeded,
+                );
+            }
+            return self.drop(ctx, i, DropReason::FragmentNeeded);
+        }
+        let Some(sa) = e.out else {
+            return self.drop(ctx, i, DropReason::EspNoOutboundSa);
+        };
+        self.meta[i].sa_out = sa.slot;
+        if !self.maybe_handoff(ctx, env, i, sa, Node::EspOut) {
+            self.sched.push(Node::EspOut, i);
         }
     }
 
@@ -226,41 +321,84 @@ impl<P: Packet> Pipeline<P> {
             return false;
         };
         let m = self.meta[i];
+        let len = p.len() as u64;
+        let src = src_v4(p.data());
         let Some(k) = FlowKey::of(p.data(), m.v6) else {
             self.drop(ctx, i, DropReason::EspPolicyMismatch);
             return false;
         };
+        let default_id = t.ipsec.policies().len();
+        let count = |id: usize, what: PolicyStat, n: u64| {
+            if let Some(c) = t.ipsec.counters.get(id) {
+                c.add(ctx.worker, what, n);
+            }
+        };
         // Inbound: everything that came from outside (decrypted or not).
-        if let Some(r) = inbound_verdict(t, &m, &k) {
-            self.drop(ctx, i, r);
-            return false;
+        match inbound_check(t, &m, &k) {
+            (Some(r), id) => {
+                if let Some(id) = id {
+                    count(id, PolicyStat::Discarded, 1);
+                }
+                let spi = match m.sa_in {
+                    0 => 0,
+                    s => self.sas.get_mut(s - 1).map_or(0, |o| o.sa.spi()),
+                };
+                self.drop_noted(ctx, i, r, reject_detail(spi, src));
+                return false;
+            }
+            (None, Some(id)) if m.sa_in != 0 => {
+                count(id, PolicyStat::InProtected, 1);
+                count(id, PolicyStat::InProtectedBytes, len);
+            }
+            _ => {}
+        }
+        // Routed into a VTI: the route is the outbound policy (see `vti_out`).
+        if matches!(
+            t.fib.nexthops().get(m.nh as usize),
+            Some(NextHop::Vti { .. })
+        ) {
+            return true;
         }
         match t.ipsec.classify(Dir::Out, out_if, &k) {
-            Some(pol) => match &pol.action {
-                Action::Protect { out: Some(sa), .. } => {
-                    self.meta[i].sa_out = sa.slot;
-                    let sa = *sa;
-                    if !self.maybe_handoff(ctx, env, i, sa, Node::EspOut) {
-                        self.sched.push(Node::EspOut, i);
+            Some(pol) => {
+                let id = pol.id as usize;
+                match &pol.action {
+                    Action::Protect { out: Some(sa), .. } => {
+                        count(id, PolicyStat::OutProtected, 1);
+                        count(id, PolicyStat::OutProtectedBytes, len);
+                        self.meta[i].sa_out = sa.slot;
+                        let sa = *sa;
+                        if !self.maybe_handoff(ctx, env, i, sa, Node::EspOut) {
+                            self.sched.push(Node::EspOut, i);
+                        }
+                        false
                     }
-                    false
+                    Action::Protect { out: None, .. } => {
+                        count(id, PolicyStat::Discarded, 1);
+                        let _ = env.event(Event::Acquire { policy: pol.id });
+                        self.drop_noted(ctx, i, DropReason::EspNoOutboundSa, reject_detail(0, src));
+                        false
+                    }
+                    Action::Discard => {
+                        count(id, PolicyStat::Discarded, 1);
+                        self.drop(ctx, i, DropReason::SpdDiscard);
+                        false
+                    }
+                    Action::Bypass => {
+                        count(id, PolicyStat::Bypassed, 1);
+                        true
+                    }
                 }
-                Action::Protect { out: None, .. } => {
-                    let _ = env.event(Event::Acquire { policy: pol.id });
-                    self.drop(ctx, i, DropReason::EspNoOutboundSa);
-                    false
-                }
-                Action::Discard => {
-                    self.drop(ctx, i, DropReason::SpdDiscard);
-                    false
-                }
-                Action::Bypass => true,
-            },
+            }
             None if t.ipsec.default_discard => {
+                count(default_id, PolicyStat::Discarded, 1);
                 self.drop(ctx, i, DropReason::SpdDiscard);
                 false
             }
-            None => true,
+            None => {
+                count(default_id, PolicyStat::Bypassed, 1);
+                true
+            }
         }
     }
 
@@ -287,11 +425,352 @@ impl<P: Packet> Pipeline<P> {
                 self.reenter(ctx, i, Node::IpIn);
             }
             Err(r) => {
-                if matches!(r, DropReason::EspSaExpired | DropReason::EspSeqExhausted) {
+                if matches!(r, DropReason::EspSaExpired | DropReason::EspSeqExhausted)
+                    && owned.sa.take_hard_report()
+                {
                     let _ = env.event(Event::SaHardExpired { sa: slot });
                 }
-                self.drop(ctx, i, r)
+                let detail = reject_detail(owned.sa.spi(), remote_v4(owned.sa.mode()));
+                self.drop_noted(ctx, i, r, detail)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Route-based IPsec through the node pipeline: a VTI next hop seals with the VTI's SA,
+    //! what its inbound SA decrypts arrives on the VTI and needs no policy, the VTI's MTU,
+    //! recursion and missing SAs are counted drops; per-policy counters; reject details.
+
+    use super::*;
+    use crate::esp::store::{OwnedSa, SaCmd};
+    use crate::esp::{AesKeyLen, Mode, Sa, SaConfig, Suite};
+    use crate::outer::OuterPolicy;
+    use crate::packet::HeapPacket;
+    use crate::pipeline::{RateLimiter, ResolveFilter};
+    use crate::stats::{split_reject_detail, PolicyCounters, WorkerCounters};
+    use crate::tables::fib::{Fib, FibRoute};
+    use crate::tables::iface::{Adjacency, IfKind, Interface, PortEntry};
+    use crate::tables::ipsec::{IpsecTables, Policy, VtiEntry};
+    use crate::wire::Mac;
+    use crossbeam::queue::ArrayQueue;
+    use etherparse::PacketBuilder;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Arc;
+
+    const LAN: Mac = Mac([2, 0, 0, 0, 0, 0x10]);
+    const WAN: Mac = Mac([2, 0, 0, 0, 0, 0x11]);
+    const HOST: Mac = Mac([2, 0, 0, 0, 0, 0xa]);
+    const PEER: Mac = Mac([2, 0, 0, 0, 0, 0xb]);
+    const KEY_OUT: [u8; 20] = [1; 20];
+    const KEY_IN: [u8; 20] = [2; 20];
+    const ME: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const THEM: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+
+    #[derive(Default)]
+    struct Env0 {
+        events: Vec<Event>,
+        handed: Vec<(u16, Handoff<HeapPacket>)>,
+    }
+    impl Env<HeapPacket> for Env0 {
+        fn punt(&mut self, p: Punted<HeapPacket>) -> Result<(), Punted<HeapPacket>> {
+            Err(p)
+        }
+        fn event(&mut self, e: Event) -> bool {
+            self.events.push(e);
+            true
+        }
+        fn handoff(&mut self, o: u16, h: Handoff<HeapPacket>) -> Result<(), Handoff<HeapPacket>> {
+            self.handed.push((o, h));
+            Ok(())
+        }
+        fn alloc(&mut self) -> Option<HeapPacket> {
+            None
+        }
+    }
+
+    fn sa(spi: u32, key: &[u8], local: Ipv4Addr, remote: Ipv4Addr) -> Sa {
+        let cfg = SaConfig::new(
+            spi,
+            Mode::Tunnel4 { local, remote },
+            Suite::AesGcm(AesKeyLen::Aes128),
+        );
+        Sa::new(&cfg, key, &[]).unwrap()
+    }
+
+    /// Port 0 lan 10.0.0.1/24 (host .2), port 1 wan 192.0.2.1/24 (peer .2), VTI 0 (ifindex
+    /// 2, MTU `mtu`) with out SA slot 0 (owner `owner`) and in SA slot 1 (SPI 0x2001);
+    /// 10.9.0.0/16 routed into the VTI.
+    fn tables(mtu: u16, owner: u16, policies: Vec<Policy>, peer_into_vti: bool) -> Tables {
+        let port = |p: u16, mac: Mac, v4: [u8; 4]| Interface {
+            kind: IfKind::Port { port: p, vlan: 0 },
+            mac,
+            mtu: 1500,
+            icmp_src_v4: Some(v4),
+            icmp_src_v6: None,
+        };
+        let ifs = vec![
+            port(0, LAN, [10, 0, 0, 1]),
+            port(1, WAN, [192, 0, 2, 1]),
+            Interface {
+                kind: IfKind::Vti { vti: 0 },
+                mac: Mac::ZERO,
+                mtu,
+                icmp_src_v4: Some([172, 16, 0, 5]),
+                icmp_src_v6: None,
+            },
+        ];
+        let adj = |ifindex, port, dst, src| {
+            NextHop::Forward(Adjacency {
+                ifindex,
+                port,
+                vlan: 0,
+                dst,
+                src,
+                mtu: 1500,
+            })
+        };
+        let nhs = vec![
+            NextHop::Local { ifindex: 1 },
+            adj(0, 0, HOST, LAN),
+            adj(1, 1, PEER, WAN),
+            NextHop::Vti { vti: 0 },
+        ];
+        let r = |a: &str, len, nexthop| FibRoute {
+            addr: a.parse::<IpAddr>().unwrap(),
+            len,
+            nexthop,
+        };
+        let routes = vec![
+            r("192.0.2.1", 32, 0),
+            r("10.0.0.0", 24, 1),
+            r("192.0.2.2", 32, if peer_into_vti { 3 } else { 2 }),
+            r("10.9.0.0", 16, 3),
+        ];
+        let pe = |mac, i| PortEntry {
+            mac,
+            untagged: Some(i),
+            vlans: vec![],
+            xconnects: vec![],
+        };
+        let n = policies.len();
+        let mut ipsec = IpsecTables::new(
+            policies,
+            false,
+            [(0x2001, SaRef { slot: 1, owner: 0 })]
+                .into_iter()
+                .collect(),
+            2,
+        );
+        ipsec.vtis.push(VtiEntry {
+            ifindex: 2,
+            out: Some(SaRef { slot: 0, owner }),
+            mtu,
+        });
+        ipsec.vti_in.insert(1, 0);
+        ipsec.counters = (0..=n).map(|_| Arc::new(PolicyCounters::new(2))).collect();
+        Tables {
+            version: 1,
+            ports: vec![pe(LAN, 0), pe(WAN, 1)],
+            interfaces: ifs,
+            fib: Fib::build(&routes, nhs).unwrap(),
+            ipsec,
+            tunnels: Default::default(),
+        }
+    }
+
+    struct Rig {
+        t: Tables,
+        p: Pipeline<HeapPacket>,
+        env: Env0,
+        c: Box<WorkerCounters>,
+    }
+
+    impl Rig {
+        fn new(t: Tables) -> Rig {
+            let mut p = Pipeline::new(2);
+            let cmds = ArrayQueue::new(4);
+            let retired = ArrayQueue::new(4);
+            for (slot, s) in [
+                (0, sa(0x1001, &KEY_OUT, ME, THEM)),
+                (1, sa(0x2001, &KEY_IN, ME, THEM)),
+            ] {
+                let sa = Box::new(OwnedSa {
+                    sa: s,
+                    outer: OuterPolicy::default(),
+                });
+                assert!(cmds.push(SaCmd::Install { slot, sa }).is_ok());
+            }
+            p.sas.apply(&cmds, &retired);
+            Rig {
+                t,
+                p,
+                env: Env0::default(),
+                c: Box::default(),
+            }
+        }
+        fn rx(&mut self, port: u16, f: Vec<u8>) {
+            let mut ctx = Ctx {
+                worker: 0,
+                counters: &self.c,
+                now: 1,
+                icmp: RateLimiter::new(1000, 1000, 1_000_000_000),
+                resolve: ResolveFilter::new(1),
+            };
+            let mut v = vec![HeapPacket::from_frame(&f)];
+            self.p
+                .run_rx(&self.t, &mut ctx, &mut self.env, &mut v, port);
+        }
+        fn tx(&mut self, port: usize) -> Vec<Vec<u8>> {
+            self.p.tx[port].drain(..).map(|p| p.to_vec()).collect()
+        }
+        fn drops(&self, r: DropReason) -> u64 {
+            self.c.drops[r as usize].get()
+        }
+    }
+
+    fn udp(dst_mac: Mac, src: [u8; 4], dst: [u8; 4], len: usize, df: bool) -> Vec<u8> {
+        let mut v = Vec::new();
+        // etherparse sets DF; cleared afterwards when not wanted.
+        PacketBuilder::ethernet2(HOST.0, dst_mac.0)
+            .ipv4(src, dst, 64)
+            .udp(1, 2)
+            .write(&mut v, &vec![0x5a; len])
+            .unwrap();
+        if !df {
+            v[14 + 6] &= !0x40;
+            let mut ip = crate::wire::Ipv4Packet::new_unchecked(&mut v[14..]);
+            ip.fill_checksum();
+        }
+        v
+    }
+
+    /// What the peer does with our ESP frame: strip L2, decrypt with its copy of our SA.
+    fn peer_open(frame: &[u8]) -> Vec<u8> {
+        let mut p = HeapPacket::from_frame(&frame[14..]);
+        let mut s = sa(0x1001, &KEY_OUT, THEM, ME);
+        esp::decap(&mut s, &mut p).expect("peer decrypts");
+        p.to_vec()
+    }
+
+    /// An ESP frame from the peer carrying `inner`, sealed with its copy of our inbound SA.
+    fn peer_seal(inner: &[u8], spi: u32) -> Vec<u8> {
+        let mut p = HeapPacket::from_frame(&inner[14..]);
+        let mut s = sa(spi, &KEY_IN, THEM, ME);
+        esp::encap(&mut s, &mut p, &OuterPolicy::default()).unwrap();
+        let mut f = Vec::new();
+        f.extend_from_slice(&WAN.0);
+        f.extend_from_slice(&PEER.0);
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(&p.to_vec());
+        f
+    }
+
+    #[test]
+    fn routed_into_the_vti_is_sealed_and_its_sa_decrypts_without_a_policy() {
+        // An inbound-only protect policy for lan <-> 10.9/16 that admits no SA: decrypted
+        // traffic would be a policy mismatch and cleartext unprotected, were it not the VTI.
+        let pol = Policy {
+            id: 0,
+            priority: 1,
+            out: false,
+            inb: true,
+            src: ("10.0.0.0".parse().unwrap(), 24),
+            dst: ("10.9.0.0".parse().unwrap(), 16),
+            proto: None,
+            sport: (0, 65535),
+            dport: (0, 65535),
+            icmp_type: None,
+            icmp_code: None,
+            scope: None,
+            action: Action::Protect {
+                out: None,
+                inbound: vec![],
+            },
+        };
+        let mut r = Rig::new(tables(1446, 0, vec![pol], false));
+        r.rx(0, udp(LAN, [10, 0, 0, 2], [10, 9, 1, 1], 100, true));
+        let out = r.tx(1);
+        assert_eq!(
+            out.len(),
+            1,
+            "{:?}",
+            r.c.drops.iter().map(|c| c.get()).collect::<Vec<_>>()
+        );
+        assert_eq!(&out[0][0..6], &PEER.0);
+        assert_eq!(out[0][14 + 9], ipproto::ESP);
+        assert_eq!(&out[0][14 + 12..14 + 20], &[192, 0, 2, 1, 192, 0, 2, 2]);
+        assert_eq!(&out[0][34..38], &0x1001u32.to_be_bytes());
+        let inner = peer_open(&out[0]);
+        assert_eq!(&inner[16..20], &[10, 9, 1, 1]);
+        assert_eq!(inner[8], 63, "inner TTL decremented once");
+
+        // The reverse: decrypted, arrives on the VTI, forwarded to the host.
+        let back = udp(WAN, [10, 9, 1, 1], [10, 0, 0, 2], 60, true);
+        r.rx(1, peer_seal(&back, 0x2001));
+        let got = r.tx(0);
+        assert_eq!(
+            got.len(),
+            1,
+            "{:?}",
+            r.c.drops.iter().map(|c| c.get()).collect::<Vec<_>>()
+        );
+        assert_eq!(&got[0][14 + 12..14 + 16], &[10, 9, 1, 1]);
+        assert_eq!(got[0][14 + 8], 63);
+        assert_eq!(r.c.total_drops(), 0);
+
+        // The same flow in clear on the wan is refused by that policy (and counted on it).
+        r.rx(1, back.clone());
+        assert_eq!(r.drops(DropReason::SpdUnprotected), 1);
+        assert_eq!(r.t.ipsec.counters[0].get(PolicyStat::Discarded), 1);
+        // Unknown SPI: counted, with the SPI and peer noted for the log.
+        r.rx(1, peer_seal(&back, 0x7777));
+        assert_eq!(r.drops(DropReason::EspNoSa), 1);
+        assert_eq!(
+            split_reject_detail(r.c.last_detail[DropReason::EspNoSa as usize].get()),
+            Some((0x7777, Some(THEM)))
+        );
+    }
+
+    #[test]
+    fn vti_mtu_recursion_missing_sa_and_handoff() {
+        // Larger than the VTI MTU with DF: "too big" back to the host, nothing sealed.
+        let mut r = Rig::new(tables(500, 0, vec![], false));
+        r.rx(0, udp(LAN, [10, 0, 0, 2], [10, 9, 1, 1], 600, true));
+        assert_eq!(r.drops(DropReason::MtuExceeded), 1);
+        assert!(r.tx(1).is_empty());
+        let icmp = r.tx(0);
+        assert_eq!(icmp.len(), 1);
+        assert_eq!(icmp[0][14 + 20], 3, "destination unreachable");
+        assert_eq!(icmp[0][14 + 21], 4, "fragmentation needed");
+        assert_eq!(
+            u16::from_be_bytes([icmp[0][14 + 26], icmp[0][14 + 27]]),
+            500
+        );
+        // Without DF: not fragmented here, counted.
+        r.rx(0, udp(LAN, [10, 0, 0, 2], [10, 9, 1, 1], 600, false));
+        assert_eq!(r.drops(DropReason::FragmentNeeded), 1);
+
+        // The SA's peer routed into the VTI itself: sealed once, then a counted loop drop.
+        let mut r = Rig::new(tables(1446, 0, vec![], true));
+        r.rx(0, udp(LAN, [10, 0, 0, 2], [10, 9, 1, 1], 100, true));
+        assert_eq!(r.drops(DropReason::LoopDetected), 1);
+        assert!(r.tx(1).is_empty());
+
+        // No outbound SA installed: counted.
+        let mut t = tables(1446, 0, vec![], false);
+        t.ipsec.vtis[0].out = None;
+        let mut r = Rig::new(t);
+        r.rx(0, udp(LAN, [10, 0, 0, 2], [10, 9, 1, 1], 100, true));
+        assert_eq!(r.drops(DropReason::EspNoOutboundSa), 1);
+
+        // The VTI's SA owned by worker 1: handed over for ESP output there, unsealed.
+        let mut r = Rig::new(tables(1446, 1, vec![], false));
+        r.rx(0, udp(LAN, [10, 0, 0, 2], [10, 9, 1, 1], 100, true));
+        assert_eq!(r.env.handed.len(), 1);
+        let (owner, h) = &r.env.handed[0];
+        assert_eq!((*owner, h.node, h.meta.sa_out), (1, Node::EspOut, 0));
+        assert_eq!(h.pkt.data()[9], ipproto::UDP);
     }
 }

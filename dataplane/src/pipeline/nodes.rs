@@ -178,7 +178,8 @@ impl<P: Packet> Pipeline<P> {
         let Some(nh) = t.fib.nexthops().get(m.nh as usize) else {
             return self.drop(ctx, i, DropReason::NoRoute);
         };
-        if !m.esp_out && !t.ipsec.is_inactive() {
+        // Decrypted traffic is always checked: its SA's selectors apply even with no policy.
+        if !m.esp_out && (m.sa_in != 0 || !t.ipsec.is_inactive()) {
             let out_if = match nh {
                 NextHop::Forward(adj) => adj.ifindex,
                 _ => m.in_if,
@@ -223,7 +224,7 @@ impl<P: Packet> Pipeline<P> {
                 self.meta[i].tun = tunnel;
                 self.sched.push(Node::Encap, i);
             }
-            NextHop::Vti { .. } => self.drop(ctx, i, DropReason::NoRoute),
+            NextHop::Vti { vti } => self.vti_out(t, ctx, env, i, vti),
         }
     }
 

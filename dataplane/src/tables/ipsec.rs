@@ -9,9 +9,11 @@
 //! ever used twice, the replay window is never raced — with no lock and no atomic RMW.
 
 use super::spd::Spd;
+use crate::stats::PolicyCounters;
 use crate::wire::ipproto;
 use hashbrown::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Where an SA lives: its slot in the owner worker's store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -195,6 +197,26 @@ pub struct IpsecTables {
     pub sa_in: HashMap<u32, SaRef>,
     /// Workers in the pool (SA owners are < this).
     pub workers: u16,
+    /// Route-based IPsec interfaces, by the index in `NextHop::Vti`.
+    pub vtis: Vec<VtiEntry>,
+    /// Inbound SA slot -> VTI index: what such an SA decrypts arrives on that VTI and needs
+    /// no policy (the VTI's selectors are 0.0.0.0/0 and ::/0).
+    pub vti_in: HashMap<u32, u32>,
+    /// Counters by policy id; one more entry after the last policy counts the traffic no
+    /// policy matched (the default action). Empty in tables built without counters.
+    pub counters: Vec<Arc<PolicyCounters>>,
+}
+
+/// A route-based IPsec interface (VTI) as a worker sees it: packets routed into it are sealed
+/// with its outbound SA.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VtiEntry {
+    /// Its L3 interface (decrypted traffic arrives on it).
+    pub ifindex: u16,
+    /// Outbound SA (None: not installed → drop as no outbound SA).
+    pub out: Option<SaRef>,
+    /// IP MTU of the VTI: larger inner packets get "too big" / are not sealed.
+    pub mtu: u16,
 }
 
 impl IpsecTables {
@@ -212,6 +234,7 @@ impl IpsecTables {
             default_discard,
             sa_in,
             workers,
+            ..Default::default()
         }
     }
 
