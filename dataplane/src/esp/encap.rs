@@ -35,6 +35,54 @@ pub struct EncapInfo {
     pub soft_expired: bool,
 }
 
+/// The length the IP packet at the start of `d` will have once sealed with `sa` (outer
+/// header in tunnel mode, UDP for NAT-T, ESP header, IV, padding, trailer and ICV): what a
+/// path-MTU check before sealing compares — so an oversized packet is refused before it
+/// spends a sequence number.
+pub fn sealed_len(sa: &Sa, d: &[u8]) -> usize {
+    let natt = if sa.natt().is_some() {
+        udp::HEADER_LEN
+    } else {
+        0
+    };
+    let (outer, payload) = match sa.mode() {
+        Mode::Tunnel4 { .. } => (IPV4_LEN, d.len()),
+        Mode::Tunnel6 { .. } => (IPV6_LEN, d.len()),
+        // Transport: the header stays in front (extension headers of IPv6 aside).
+        Mode::Transport => {
+            let hl = match d.first().map(|b| b >> 4) {
+                Some(4) => ((d[0] & 0x0f) as usize * 4).min(d.len()),
+                _ => IPV6_LEN.min(d.len()),
+            };
+            (hl, d.len() - hl)
+        }
+    };
+    let g = Geometry::new(sa.suite(), payload);
+    outer + natt + g.hdr + payload + g.trailer
+}
+
+/// The largest packet that, sealed with `sa`, is at most `mtu` long (whatever its padding):
+/// the MTU to report in an ICMP error and to fragment to.
+pub fn max_inner_len(sa: &Sa, mtu: usize) -> usize {
+    let natt = if sa.natt().is_some() {
+        udp::HEADER_LEN
+    } else {
+        0
+    };
+    let outer = match sa.mode() {
+        Mode::Tunnel4 { .. } => IPV4_LEN,
+        Mode::Tunnel6 { .. } => IPV6_LEN,
+        Mode::Transport => 0,
+    };
+    let suite = sa.suite();
+    let g = Geometry::new(suite, 0);
+    // Room for the payload plus its padding, pad length and next header, rounded down to
+    // the alignment, minus those two trailer octets.
+    let room = mtu.saturating_sub(outer + natt + g.hdr + suite.icv_len());
+    let a = suite.pad_align().max(1);
+    (room - room % a).saturating_sub(2)
+}
+
 /// Encapsulate the IP packet in `pkt` per the SA's mode. Errors are counted on the SA.
 pub fn encap<P: Packet>(
     sa: &mut Sa,

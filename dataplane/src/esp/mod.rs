@@ -27,6 +27,6 @@ mod tests;
 
 pub use crypto::{AesKeyLen, Integ, KeyError, SaCrypto, Suite};
 pub use decap::{decap, decap_esp, DecapInfo, IpFamily};
-pub use encap::{encap, encap_esp, EncapInfo};
+pub use encap::{encap, encap_esp, max_inner_len, sealed_len, EncapInfo};
 pub use replay::ReplayWindow;
 pub use sa::{Lifetime, Mode, NatT, Sa, SaConfig, SaCounters, SaError, NATT_PORT};

@@ -96,6 +96,11 @@ impl SaStore {
     }
 
     #[inline]
+    pub fn get(&self, slot: u32) -> Option<&OwnedSa> {
+        self.slots.get(slot as usize).and_then(|s| s.as_deref())
+    }
+
+    #[inline]
     pub fn get_mut(&mut self, slot: u32) -> Option<&mut OwnedSa> {
         self.slots
             .get_mut(slot as usize)

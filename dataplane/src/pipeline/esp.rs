@@ -73,6 +73,28 @@ fn inbound_verdict(t: &Tables, m: &Meta, k: &FlowKey) -> Option<DropReason> {
     inbound_check(t, m, k).0
 }
 
+/// The inbound check of a packet for the gateway itself. Decrypted, it must fall within its
+/// SA's selectors like transit traffic; in clear, it is refused only by a policy that names
+/// it (protect: it should have come protected; discard) — the default action does not apply
+/// to the gateway's own control traffic (ARP, ND, IKE, ping), as on the reference products.
+fn local_verdict(t: &Tables, m: &Meta, d: &[u8]) -> Option<DropReason> {
+    let Some(k) = FlowKey::of(d, m.v6) else {
+        return (m.sa_in != 0).then_some(DropReason::EspPolicyMismatch);
+    };
+    if m.sa_in != 0 {
+        return inbound_verdict(t, m, &k);
+    }
+    // Neighbor Discovery must work whatever the policies say (RFC 4301 §4.4.1's ND bypass).
+    if k.proto == ipproto::ICMPV6 && (133..=137).contains(&k.sport) {
+        return None;
+    }
+    match t.ipsec.classify(Dir::In, m.in_if, &k).map(|p| &p.action) {
+        Some(Action::Protect { .. }) => Some(DropReason::SpdUnprotected),
+        Some(Action::Discard) => Some(DropReason::SpdDiscard),
+        _ => None,
+    }
+}
+
 /// [`inbound_verdict`] and the counters index of the policy that gave it (the default
 /// action's after the last policy), `None` when no policy was consulted.
 fn inbound_check(t: &Tables, m: &Meta, k: &FlowKey) -> (Option<DropReason>, Option<usize>) {
@@ -99,6 +121,30 @@ fn inbound_check(t: &Tables, m: &Meta, k: &FlowKey) -> (Option<DropReason>, Opti
         None => None,
     };
     (verdict, Some(id))
+}
+
+/// The IP MTU towards the outer destination of a packet sealed in `mode` (the SA's peer in
+/// tunnel mode, the packet's own destination in transport mode); `None` when the route does
+/// not lead out (the later nodes count that).
+fn path_mtu(t: &Tables, mode: esp::Mode, d: &[u8], v6: bool) -> Option<usize> {
+    let dst = match mode {
+        esp::Mode::Tunnel4 { remote, .. } => std::net::IpAddr::V4(remote),
+        esp::Mode::Tunnel6 { remote, .. } => std::net::IpAddr::V6(remote),
+        esp::Mode::Transport if v6 => {
+            std::net::IpAddr::V6(crate::wire::Ipv6Packet::new_checked(d).ok()?.dst().into())
+        }
+        esp::Mode::Transport => std::net::IpAddr::V4(Ipv4Packet::new_checked(d).ok()?.dst().into()),
+    };
+    let mtu = match *t.fib.lookup(dst).ok()? {
+        NextHop::Forward(a) => a.mtu,
+        NextHop::Glean { ifindex } | NextHop::Unresolved { ifindex, .. } => {
+            t.interfaces.get(ifindex as usize)?.mtu
+        }
+        NextHop::Tunnel { tunnel } => t.tunnels.get(tunnel)?.mtu,
+        NextHop::Vti { vti } => t.ipsec.vtis.get(vti as usize)?.mtu,
+        NextHop::Local { .. } | NextHop::Blackhole => return None,
+    };
+    Some(mtu as usize)
 }
 
 /// The IPv4 source of the packet at the start of `d` as a number (0 for IPv6 or a short
@@ -171,7 +217,14 @@ impl<P: Packet> Pipeline<P> {
                 }
             }
             LocalKind::Keepalive => self.drop(ctx, i, DropReason::NattKeepalive),
-            LocalKind::Other => self.sched.push(Node::Local, i),
+            LocalKind::Other => {
+                if m.sa_in != 0 || !t.ipsec.is_inactive() {
+                    if let Some(r) = local_verdict(t, &m, p.data()) {
+                        return self.drop(ctx, i, r);
+                    }
+                }
+                self.sched.push(Node::Local, i)
+            }
         }
     }
 
@@ -296,7 +349,8 @@ impl<P: Packet> Pipeline<P> {
                     DropReason::MtuExceeded,
                 );
             }
-            return self.drop(ctx, i, DropReason::FragmentNeeded);
+            // Fragmented on the SA's owner, in ESP output, where fragments can be sealed.
+            self.meta[i].frag_mtu = e.mtu;
         }
         let Some(sa) = e.out else {
             return self.drop(ctx, i, DropReason::EspNoOutboundSa);
@@ -404,8 +458,49 @@ impl<P: Packet> Pipeline<P> {
 
     /// ESP output: encrypt with the chosen SA, then route the result (the outer header's
     /// destination in tunnel mode) as a packet of our own.
-    pub(super) fn esp_out<E: Env<P>>(&mut self, _t: &Tables, ctx: &mut Ctx, env: &mut E, i: usize) {
-        let slot = self.meta[i].sa_out;
+    pub(super) fn esp_out<E: Env<P>>(&mut self, t: &Tables, ctx: &mut Ctx, env: &mut E, i: usize) {
+        let m = self.meta[i];
+        let slot = m.sa_out;
+        let Some(p) = self.slots[i].as_ref() else {
+            return;
+        };
+        let Some(owned) = self.sas.get(slot) else {
+            return self.drop(ctx, i, DropReason::EspNoOutboundSa);
+        };
+        // Path MTU before sealing, so an oversized packet never spends a sequence number:
+        // with DF (or IPv6, or our own packet) the source hears the MTU left inside the SA;
+        // without, the inner packet is fragmented and each fragment sealed (RFC 4459 §3, as
+        // for tunnels). A VTI may have asked for a smaller size already (`frag_mtu`).
+        let mut inner_mtu = if m.frag_mtu != 0 {
+            m.frag_mtu as usize
+        } else {
+            usize::MAX
+        };
+        let sealed = esp::sealed_len(&owned.sa, p.data());
+        if sealed > t.fib.min_mtu() as usize {
+            if let Some(mtu) = path_mtu(t, owned.sa.mode(), p.data(), m.v6) {
+                if sealed > mtu {
+                    inner_mtu = inner_mtu.min(esp::max_inner_len(&owned.sa, mtu));
+                }
+            }
+        }
+        if p.len() > inner_mtu {
+            let tunnel = owned.sa.mode().is_tunnel();
+            let df = m.v6 || !tunnel || Ipv4Packet::new_unchecked(p.data()).dont_frag();
+            if df || m.local_origin {
+                let mtu = inner_mtu as u32;
+                return self.icmp_error(
+                    t,
+                    ctx,
+                    i,
+                    IcmpError::TooBig { mtu },
+                    DropReason::MtuExceeded,
+                );
+            }
+            if let Err(r) = self.fragment_into(env, i, inner_mtu, Node::EspOut) {
+                return self.drop(ctx, i, r);
+            }
+        }
         let Some(p) = self.slots[i].as_mut() else {
             return;
         };
@@ -486,7 +581,7 @@ mod tests {
             Ok(())
         }
         fn alloc(&mut self) -> Option<HeapPacket> {
-            None
+            Some(HeapPacket::with_room(&[], 128, 2048))
         }
     }
 
@@ -734,6 +829,67 @@ mod tests {
     }
 
     #[test]
+    fn path_mtu_is_checked_before_sealing() {
+        // The VTI allows 1500, the path after sealing does not: a DF packet of 1480 gets the
+        // MTU left inside the SA (1500 - 20 outer - 16 ESP header and IV - 16 ICV, aligned,
+        // - 2 = 1446) and spends no sequence number; without DF it is fragmented to that.
+        let mut r = Rig::new(tables(1500, 0, vec![], false));
+        r.rx(0, udp(LAN, [10, 0, 0, 2], [10, 9, 1, 1], 1480 - 28, true));
+        assert_eq!(r.drops(DropReason::MtuExceeded), 1);
+        assert!(r.tx(1).is_empty());
+        let icmp = r.tx(0);
+        assert_eq!(icmp.len(), 1);
+        assert_eq!((icmp[0][14 + 20], icmp[0][14 + 21]), (3, 4));
+        assert_eq!(
+            u16::from_be_bytes([icmp[0][14 + 26], icmp[0][14 + 27]]),
+            1446
+        );
+        r.rx(0, udp(LAN, [10, 0, 0, 2], [10, 9, 1, 1], 1480 - 28, false));
+        let out = r.tx(1);
+        assert_eq!(out.len(), 2);
+        let mut s = sa(0x1001, &KEY_OUT, THEM, ME);
+        for (k, f) in out.iter().enumerate() {
+            assert!(f.len() - 14 <= 1500, "sealed fragment fits the path");
+            let mut p = HeapPacket::from_frame(&f[14..]);
+            let info = esp::decap(&mut s, &mut p).expect("peer decrypts");
+            // The DF packet used no sequence number: these are 1 and 2.
+            assert_eq!(info.seq, k as u64 + 1);
+        }
+    }
+
+    #[test]
+    fn decrypted_traffic_to_the_gateway_must_match_its_sa() {
+        // A policy admitting the inbound SA for 10.9/16 <-> 10.0/24 only: decrypted traffic
+        // from 10.9.1.1 to the gateway's own 192.0.2.1 is outside it.
+        let pol = Policy {
+            id: 0,
+            priority: 1,
+            out: true,
+            inb: true,
+            src: ("10.0.0.0".parse().unwrap(), 24),
+            dst: ("10.9.0.0".parse().unwrap(), 16),
+            proto: None,
+            sport: (0, 65535),
+            dport: (0, 65535),
+            icmp_type: None,
+            icmp_code: None,
+            scope: None,
+            action: Action::Protect {
+                out: None,
+                inbound: vec![1],
+            },
+        };
+        let mut t = tables(1446, 0, vec![pol], false);
+        // Not a VTI SA here: the policy decides.
+        t.ipsec.vti_in.clear();
+        let mut r = Rig::new(t);
+        let to_us = udp(WAN, [10, 9, 1, 1], [192, 0, 2, 1], 20, true);
+        r.rx(1, peer_seal(&to_us, 0x2001));
+        assert_eq!(r.drops(DropReason::EspPolicyMismatch), 1);
+        assert_eq!(r.p.tx.iter().map(|q| q.len()).sum::<usize>(), 0);
+    }
+
+    #[test]
     fn vti_mtu_recursion_missing_sa_and_handoff() {
         // Larger than the VTI MTU with DF: "too big" back to the host, nothing sealed.
         let mut r = Rig::new(tables(500, 0, vec![], false));
@@ -748,9 +904,18 @@ mod tests {
             u16::from_be_bytes([icmp[0][14 + 26], icmp[0][14 + 27]]),
             500
         );
-        // Without DF: not fragmented here, counted.
+        // Without DF: fragmented to the VTI MTU (on the SA's owner), each fragment sealed.
         r.rx(0, udp(LAN, [10, 0, 0, 2], [10, 9, 1, 1], 600, false));
-        assert_eq!(r.drops(DropReason::FragmentNeeded), 1);
+        let frags: Vec<Vec<u8>> = r.tx(1).iter().map(|f| peer_open(f)).collect();
+        assert_eq!(frags.len(), 2);
+        let mut payload = Vec::new();
+        for f in &frags {
+            let ip = Ipv4Packet::new_checked(&f[..]).unwrap();
+            assert!(ip.total_len() <= 500 && ip.verify_checksum());
+            assert_eq!(ip.frag_offset(), payload.len());
+            payload.extend_from_slice(ip.payload());
+        }
+        assert_eq!(payload.len(), 8 + 600, "UDP header and payload, whole");
 
         // The SA's peer routed into the VTI itself: sealed once, then a counted loop drop.
         let mut r = Rig::new(tables(1446, 0, vec![], true));

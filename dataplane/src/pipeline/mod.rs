@@ -47,8 +47,9 @@ pub enum Node {
 
 const NODES: usize = 9;
 
-/// Fragments waiting for their turn through the encap node (made by fragmenting a packet
-/// that exceeds a tunnel's MTU); a packet that would overflow this is dropped as NoBuffer.
+/// Fragments waiting for their turn through the encap or ESP output node (made by
+/// fragmenting a packet that exceeds a tunnel's or an SA's path MTU); a packet that would
+/// overflow this is dropped as NoBuffer.
 pub const MAX_DEFERRED: usize = MAX_BURST;
 
 /// Per-packet metadata carried beside the packet through the nodes.
@@ -77,6 +78,9 @@ pub struct Meta {
     pub esp_out: bool,
     /// Tunnel index (valid in the encap node).
     pub tun: u32,
+    /// Fragment to this size (DF clear) before sealing, 0 = only as the path needs: set by
+    /// a VTI whose MTU the packet exceeds, applied on the SA's owner in ESP output.
+    pub frag_mtu: u16,
 }
 
 /// A packet sent to the worker that owns the SA it needs, with where it goes there.
@@ -138,8 +142,8 @@ pub struct Pipeline<P> {
     pub fast_path: bool,
     /// The SAs this worker owns.
     pub sas: SaStore,
-    /// Fragments made in this run, still to be encapsulated.
-    deferred: Vec<(P, Meta)>,
+    /// Fragments made in this run, still to be encapsulated or sealed (in that node).
+    deferred: Vec<(P, Meta, Node)>,
 }
 
 impl<P: Packet> Pipeline<P> {
@@ -242,10 +246,10 @@ impl<P: Packet> Pipeline<P> {
         self.run_queues(t, ctx, env);
         while !self.deferred.is_empty() {
             let n = self.deferred.len().min(MAX_BURST);
-            for (i, (p, m)) in self.deferred.drain(..n).enumerate() {
+            for (i, (p, m, node)) in self.deferred.drain(..n).enumerate() {
                 self.slots[i] = Some(p);
                 self.meta[i] = m;
-                self.sched.push(Node::Encap, i);
+                self.sched.push(node, i);
             }
             self.run_queues(t, ctx, env);
         }
@@ -279,6 +283,35 @@ impl<P: Packet> Pipeline<P> {
     fn drop(&mut self, ctx: &Ctx, i: usize, reason: DropReason) {
         self.slots[i] = None;
         ctx.counters.drop(reason);
+    }
+
+    /// Fragment IPv4 packet `i` (DF clear) to `mtu`: it keeps the first fragment, the others
+    /// wait to go through `node` after this run. On an error nothing is queued.
+    fn fragment_into<E: Env<P>>(
+        &mut self,
+        env: &mut E,
+        i: usize,
+        mtu: usize,
+        node: Node,
+    ) -> Result<(), DropReason> {
+        let m = self.meta[i];
+        let Some(p) = self.slots[i].as_mut() else {
+            return Ok(());
+        };
+        let before = self.deferred.len();
+        let deferred = &mut self.deferred;
+        let r = crate::fragment::fragment4(
+            p,
+            mtu,
+            MAX_DEFERRED - before,
+            || env.alloc(),
+            |q| deferred.push((q, m, node)),
+        );
+        if r.is_err() {
+            // Give back what was made for this packet.
+            self.deferred.truncate(before);
+        }
+        r
     }
 
     /// Send packet `i` back to an earlier node, unless it has re-entered too often.

@@ -8,8 +8,7 @@
 //! Counting: drops before a tunnel is identified are counted per worker only; from then on
 //! they are also counted against the tunnel, beside its rx/tx packets and bytes.
 
-use super::{Ctx, Env, Node, Pipeline, MAX_DEFERRED};
-use crate::fragment::fragment4;
+use super::{Ctx, Env, Node, Pipeline};
 use crate::icmp_error::IcmpError;
 use crate::packet::Packet;
 use crate::stats::DropReason;
@@ -150,22 +149,13 @@ impl<P: Packet> Pipeline<P> {
             // RFC 4459 §3: fragment the inner packet, not the outer one — the fragments are
             // then reassembled by the final destination, not by the tunnel's far end (ours
             // does not reassemble), and each one is a whole tunnel packet ESP can protect.
-            let before = self.deferred.len();
-            let room = MAX_DEFERRED - before;
-            let deferred = &mut self.deferred;
-            let r = fragment4(
-                p,
-                e.mtu as usize,
-                room,
-                || env.alloc(),
-                |q| deferred.push((q, m)),
-            );
-            if let Err(r) = r {
-                // Give back what was made for this packet.
-                self.deferred.truncate(before);
+            if let Err(r) = self.fragment_into(env, i, e.mtu as usize, Node::Encap) {
                 return self.tunnel_drop(ctx, i, c, r);
             }
         }
+        let Some(p) = self.slots[i].as_mut() else {
+            return;
+        };
         let hash = tunnel::inner_flow_hash(p.data(), ethernet);
         let seq = e.encap.gre_sequence.then(|| e.shared.next_tx_seq());
         let ip_id = e.shared.next_ip_id(ctx.worker);

@@ -46,6 +46,9 @@ pub struct Fib {
     v4: Lpm4,
     v6: Lpm6,
     nexthops: Vec<NextHop>,
+    /// The smallest MTU of any adjacency: a packet no longer than this fits wherever it
+    /// is forwarded, so size checks before a route lookup can stop there.
+    min_mtu: u16,
 }
 
 impl Fib {
@@ -67,7 +70,20 @@ impl Fib {
         }
         let v4 = Lpm4::build(&r4).map_err(|e| format!("IPv4 FIB: {e}"))?;
         let v6 = Lpm6::build(&r6).map_err(|e| format!("IPv6 FIB: {e}"))?;
-        Ok(Fib { v4, v6, nexthops })
+        let min_mtu = nexthops
+            .iter()
+            .filter_map(|n| match n {
+                NextHop::Forward(a) => Some(a.mtu),
+                _ => None,
+            })
+            .min()
+            .unwrap_or(u16::MAX);
+        Ok(Fib {
+            v4,
+            v6,
+            nexthops,
+            min_mtu,
+        })
     }
 
     /// An empty FIB.
@@ -125,6 +141,12 @@ impl Fib {
             IpAddr::V4(a) => self.lookup4(a.octets()),
             IpAddr::V6(a) => self.lookup6(a.octets()),
         }
+    }
+
+    /// The smallest adjacency MTU (`u16::MAX` without adjacencies).
+    #[inline]
+    pub fn min_mtu(&self) -> u16 {
+        self.min_mtu
     }
 
     pub fn nexthops(&self) -> &[NextHop] {
