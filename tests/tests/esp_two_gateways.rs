@@ -200,11 +200,9 @@ fn two_gateways_carry_ping_and_tcp_drop_replays_and_refuse_a_wrong_key() {
     let (ha, hb) = (Netns::new("ha"), Netns::new("hb"));
     let va = Veth::new(&ha, &["10.1.0.2/24"]);
     let vb = Veth::new(&hb, &["10.2.0.2/24"]);
-    // The ESP overhead (outer IPv4, ESP header, IV, trailer, ICV: 57..60 octets) must fit
-    // in the WAN's 1500: the hosts use 1400. (ferrogate sends no "fragmentation needed" to
-    // the inner source for ESP that grows past the egress MTU; it drops it, counted.)
-    ha.ip(&["link", "set", "dev", &va.inner, "mtu", "1400"]);
-    hb.ip(&["link", "set", "dev", &vb.inner, "mtu", "1400"]);
+    // The hosts keep MTU 1500: a full-size TCP segment does not fit the WAN once sealed, and
+    // the gateway answers it with "fragmentation needed" carrying the MTU left inside the SA
+    // (path MTU discovery), before spending a sequence number on it.
     ha.ip(&["route", "add", "default", "via", "10.1.0.1"]);
     hb.ip(&["route", "add", "default", "via", "10.2.0.1"]);
     let wan = VethLink::new();
@@ -257,6 +255,16 @@ fn two_gateways_carry_ping_and_tcp_drop_replays_and_refuse_a_wrong_key() {
     });
     let (sa, sb) = (sa_counters(&a), sa_counters(&b));
     assert!(sa["out"][0] > 3000 && sb["out"][0] > 3000, "{sa:?} {sb:?}");
+    // Path MTU discovery ran: A refused host A's full-size segments before sealing them,
+    // with "fragmentation needed" carrying the MTU left inside the SA, and the host's TCP
+    // sent smaller ones (its later SYN-ACK then advertised the smaller MSS to host B).
+    let e = a.errors();
+    assert!(e.get("mtu-exceeded").is_some_and(|&n| n > 0), "{e:?}");
+    let route = ha.exec(&["ip", "route", "get", "10.2.0.2"]).unwrap();
+    assert!(
+        route.contains("mtu 1446"),
+        "AES-GCM-256 leaves 1446 of 1500: {route}"
+    );
     assert_eq!(errors_esp(&a), HashMap::new());
     assert_eq!(errors_esp(&b), HashMap::new());
 
