@@ -5,7 +5,7 @@
 //! Tunnels are interfaces after the port ones; their addresses and connected subnets route
 //! into them, and L2 tunnels are tied to their cross-connected port or VLAN.
 
-use crate::parse::Prefix;
+use crate::parse::{IfAddr, Prefix};
 use crate::state::ipsec::esp_overhead_mtu;
 use crate::state::{RouteTarget, State};
 use dataplane::tables::fib::{Fib, FibRoute, NextHop};
@@ -60,6 +60,22 @@ impl NhSet {
 /// name; `build_tables` adds what is missing, the controller prunes what was deleted.
 pub type TunnelStates = HashMap<String, Arc<TunnelShared>>;
 
+/// The source of ICMP errors an interface sends: its first IPv4 address.
+fn icmp_source_v4(addrs: &[IfAddr]) -> Option<[u8; 4]> {
+    addrs.iter().find_map(|a| match a.addr {
+        IpAddr::V4(v) => Some(v.octets()),
+        IpAddr::V6(_) => None,
+    })
+}
+
+/// The source of ICMPv6 errors an interface sends: its first IPv6 address.
+fn icmp_source_v6(addrs: &[IfAddr]) -> Option<[u8; 16]> {
+    addrs.iter().find_map(|a| match a.addr {
+        IpAddr::V6(v) => Some(v.octets()),
+        IpAddr::V4(_) => None,
+    })
+}
+
 /// Build tables from `state`, with the dynamic neighbors merged over the static ones.
 pub fn build_tables(
     st: &State,
@@ -81,12 +97,6 @@ pub fn build_tables(
             .get(f.port)
             .ok_or("runtime has fewer ports than the config")?;
         let mac = rt.port_macs[f.port];
-        let first = |v6: bool| {
-            f.addrs
-                .iter()
-                .find(|a| a.addr.is_ipv6() == v6)
-                .map(|a| a.addr)
-        };
         interfaces.push(Interface {
             kind: IfKind::Port {
                 port: pid,
@@ -94,14 +104,8 @@ pub fn build_tables(
             },
             mac,
             mtu: f.mtu.unwrap_or(st.ports[f.port].mtu),
-            icmp_src_v4: first(false).and_then(|a| match a {
-                IpAddr::V4(v) => Some(v.octets()),
-                _ => None,
-            }),
-            icmp_src_v6: first(true).and_then(|a| match a {
-                IpAddr::V6(v) => Some(v.octets()),
-                _ => None,
-            }),
+            icmp_src_v4: icmp_source_v4(&f.addrs),
+            icmp_src_v6: icmp_source_v6(&f.addrs),
         });
         let pe = &mut ports[pid as usize];
         if f.vlan == 0 {
@@ -113,19 +117,12 @@ pub fn build_tables(
 
     // Tunnel interfaces follow the port ones: tunnel k is interface `st.tunnel_ifindex(k)`.
     for (k, t) in st.tunnels.iter().enumerate() {
-        let first = |v6: bool| t.addrs.iter().map(|a| a.addr).find(|a| a.is_ipv6() == v6);
         interfaces.push(Interface {
             kind: IfKind::Tunnel { tunnel: k as u32 },
             mac: Mac::ZERO,
             mtu: st.tunnel_mtu(k),
-            icmp_src_v4: first(false).and_then(|a| match a {
-                IpAddr::V4(v) => Some(v.octets()),
-                _ => None,
-            }),
-            icmp_src_v6: first(true).and_then(|a| match a {
-                IpAddr::V6(v) => Some(v.octets()),
-                _ => None,
-            }),
+            icmp_src_v4: icmp_source_v4(&t.addrs),
+            icmp_src_v6: icmp_source_v6(&t.addrs),
         });
     }
     // VTIs after the tunnels.
@@ -347,25 +344,13 @@ fn vti_interfaces(st: &State, interfaces: &mut Vec<Interface>) -> Vec<(u16, u16)
     let mut out = Vec::new();
     for (k, v) in st.ipsec.vtis.iter().enumerate() {
         let mtu = vti_mtu(st, v);
-        let first = |v6: bool| {
-            v.addrs
-                .iter()
-                .find(|a| a.addr.is_ipv6() == v6)
-                .map(|a| a.addr)
-        };
         let ifindex = interfaces.len() as u16;
         interfaces.push(Interface {
             kind: IfKind::Vti { vti: k as u32 },
             mac: Mac::ZERO,
             mtu,
-            icmp_src_v4: first(false).and_then(|a| match a {
-                IpAddr::V4(v) => Some(v.octets()),
-                _ => None,
-            }),
-            icmp_src_v6: first(true).and_then(|a| match a {
-                IpAddr::V6(v) => Some(v.octets()),
-                _ => None,
-            }),
+            icmp_src_v4: icmp_source_v4(&v.addrs),
+            icmp_src_v6: icmp_source_v6(&v.addrs),
         });
         out.push((ifindex, mtu));
     }

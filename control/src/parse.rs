@@ -332,3 +332,15 @@ mod tests {
         assert!(port_queue("wan").is_err());
     }
 }
+
+/// An outer DF setting as written (`propagate`, the default, `set` or `clear`); the error
+/// is the text after the field name.
+pub fn df_policy(s: Option<&str>) -> Result<dataplane::outer::DfPolicy, String> {
+    use dataplane::outer::DfPolicy;
+    match s.unwrap_or("propagate") {
+        "propagate" => Ok(DfPolicy::Propagate),
+        "set" => Ok(DfPolicy::Set),
+        "clear" => Ok(DfPolicy::Clear),
+        d => Err(format!("'{d}': must be propagate, set or clear")),
+    }
+}

@@ -11,17 +11,7 @@ const KEY: &str = "00112233445566778899aabbccddeeff01020304";
 const N: u64 = 8;
 
 fn python(args: &[&str]) -> String {
-    let out = std::process::Command::new("/usr/bin/python3")
-        .args(args)
-        .output()
-        .expect("run python3");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{args:?}: {text}");
-    text
+    tests::esp::python(args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn config(dir: &Scratch) -> String {

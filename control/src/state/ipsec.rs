@@ -5,7 +5,7 @@
 use crate::config::{RawIpsec, RawPolicy, RawSa, RawVti};
 use crate::parse::{self, IfAddr, PortRange, Prefix};
 use dataplane::esp::{AesKeyLen, Integ, Lifetime, Mode, NatT, SaConfig, Suite};
-use dataplane::outer::{DfPolicy, OuterPolicy, TosPolicy};
+use dataplane::outer::{OuterPolicy, TosPolicy};
 use dataplane::stats::PolicyCounters;
 use dataplane::tables::ipsec::{Action, IpsecTables, Policy, SaRef, VtiEntry};
 use std::collections::HashMap;
@@ -376,17 +376,7 @@ fn sa_spec(i: usize, r: &RawSa) -> Result<SaSpec, String> {
         }
         outer.ttl = t;
     }
-    outer.df = match r.df.as_deref().unwrap_or("propagate") {
-        "propagate" => DfPolicy::Propagate,
-        "set" => DfPolicy::Set,
-        "clear" => DfPolicy::Clear,
-        d => {
-            return Err(format!(
-                "{}: '{d}': must be propagate, set or clear",
-                f("df")
-            ))
-        }
-    };
+    outer.df = parse::df_policy(r.df.as_deref()).map_err(|e| format!("{}: {e}", f("df")))?;
     outer.tos = match &r.dscp {
         None => TosPolicy::Preserve,
         Some(toml::Value::String(s)) if s == "copy" => TosPolicy::Preserve,

@@ -10,7 +10,7 @@
 
 use crate::config::{RawTunnel, RawXconnect};
 use crate::parse::{self, IfAddr};
-use dataplane::outer::{DfPolicy, OuterPolicy, TosPolicy};
+use dataplane::outer::{OuterPolicy, TosPolicy};
 use dataplane::tunnel::{Endpoints, Payload, TunnelEncap, TunnelKind};
 use dataplane::wire::geneve::GeneveOptionBuf;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -216,17 +216,7 @@ pub fn tunnel_from_raw(at: &str, r: &RawTunnel) -> Result<Tunnel, String> {
             ))
         }
     };
-    outer.df = match r.df.as_deref().unwrap_or("propagate") {
-        "propagate" => DfPolicy::Propagate,
-        "set" => DfPolicy::Set,
-        "clear" => DfPolicy::Clear,
-        d => {
-            return Err(format!(
-                "{}: '{d}': must be propagate, set or clear",
-                f("df")
-            ))
-        }
-    };
+    outer.df = parse::df_policy(r.df.as_deref()).map_err(|e| format!("{}: {e}", f("df")))?;
     t.outer = outer;
     t.gre_checksum = r.gre_checksum;
     t.gre_sequence = r.gre_sequence;
