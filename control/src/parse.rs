@@ -271,6 +271,18 @@ pub fn port_queue(s: &str) -> Result<(String, u16), String> {
     Ok((p.to_string(), q))
 }
 
+/// An outer DF setting as written (`propagate`, the default, `set` or `clear`); the error
+/// is the text after the field name.
+pub fn df_policy(s: Option<&str>) -> Result<dataplane::outer::DfPolicy, String> {
+    use dataplane::outer::DfPolicy;
+    match s.unwrap_or("propagate") {
+        "propagate" => Ok(DfPolicy::Propagate),
+        "set" => Ok(DfPolicy::Set),
+        "clear" => Ok(DfPolicy::Clear),
+        d => Err(format!("'{d}': must be propagate, set or clear")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,17 +342,5 @@ mod tests {
         assert!(hex("zz").is_err());
         assert_eq!(port_queue("wan:1").unwrap(), ("wan".into(), 1));
         assert!(port_queue("wan").is_err());
-    }
-}
-
-/// An outer DF setting as written (`propagate`, the default, `set` or `clear`); the error
-/// is the text after the field name.
-pub fn df_policy(s: Option<&str>) -> Result<dataplane::outer::DfPolicy, String> {
-    use dataplane::outer::DfPolicy;
-    match s.unwrap_or("propagate") {
-        "propagate" => Ok(DfPolicy::Propagate),
-        "set" => Ok(DfPolicy::Set),
-        "clear" => Ok(DfPolicy::Clear),
-        d => Err(format!("'{d}': must be propagate, set or clear")),
     }
 }
