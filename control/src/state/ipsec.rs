@@ -268,6 +268,13 @@ fn sa_spec(i: usize, r: &RawSa) -> Result<SaSpec, String> {
                 f("replay_window")
             ));
         }
+        if w == 0 && r.esn {
+            // ESN infers the high half of the sequence number from the window.
+            return Err(format!(
+                "{}: 0 (off) cannot be combined with esn = true",
+                f("replay_window")
+            ));
+        }
         cfg.replay_window = w;
     }
     if r.natt {

@@ -233,3 +233,32 @@ fn lcore_placement_lets_two_workers_share_a_cpu() {
     let bad = cfg.replace("\"2\" = 1", "\"2\" = 99");
     refused(&bad, "system.lcore_cpus.2: CPU 99 does not exist");
 }
+
+#[test]
+fn replay_window_zero_turns_anti_replay_off_but_not_with_esn() {
+    let sa = |extra: &str| {
+        format!(
+            r#"
+[ipsec]
+[[ipsec.sa]]
+name = "in1"
+spi = 4096
+direction = "in"
+src = "192.0.2.2"
+dst = "192.0.2.1"
+encryption = "aes-gcm-128"
+key = "000102030405060708090a0b0c0d0e0f10111213"
+{extra}
+"#
+        )
+    };
+    state(&sa("replay_window = 0")).expect("window 0 (off) is valid");
+    state(&sa("replay_window = 128\nesn = true")).expect("ESN with a window is valid");
+    let e = state(&sa("replay_window = 0\nesn = true")).unwrap_err();
+    assert!(
+        e.contains("replay_window: 0 (off) cannot be combined with esn"),
+        "{e}"
+    );
+    let e = state(&sa("replay_window = 100")).unwrap_err();
+    assert!(e.contains("replay_window: 100"), "{e}");
+}

@@ -12,6 +12,10 @@
 //!
 //! Sequence number 0 is never sent (the first packet of an SA carries 1), so it is refused as
 //! late. Without ESN the window works on the 32-bit number alone.
+//!
+//! Size 0 turns anti-replay off (RFC 4303 §3.4.3: the receiver may disable it for an SA, e.g.
+//! manually keyed ones; ipsec-secgw's default). Then no number is refused and only `top` is
+//! tracked. ESN needs a window to infer the high bits, so size 0 with ESN is refused.
 
 use crate::stats::DropReason;
 
@@ -36,7 +40,7 @@ pub struct ReplayWindow {
     esn: bool,
 }
 
-/// A window size outside 64..=4096 or not a multiple of 64.
+/// A window size outside 64..=4096 or not a multiple of 64 (other than 0 without ESN).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BadWindowSize(pub u32);
 
@@ -44,7 +48,7 @@ impl std::fmt::Display for BadWindowSize {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "replay window size {} is not a multiple of 64 in {MIN_WINDOW}..={MAX_WINDOW}",
+            "replay window size {} is not 0 (off, without ESN) or a multiple of 64 in {MIN_WINDOW}..={MAX_WINDOW}",
             self.0
         )
     }
@@ -53,9 +57,10 @@ impl std::fmt::Display for BadWindowSize {
 impl std::error::Error for BadWindowSize {}
 
 impl ReplayWindow {
-    /// A fresh window of `size` bits (allocated here, once per SA).
+    /// A fresh window of `size` bits (allocated here, once per SA); 0 without ESN: off.
     pub fn new(size: u32, esn: bool) -> Result<Self, BadWindowSize> {
-        if !(MIN_WINDOW..=MAX_WINDOW).contains(&size) || size & 63 != 0 {
+        let off = size == 0 && !esn;
+        if !off && (!(MIN_WINDOW..=MAX_WINDOW).contains(&size) || size & 63 != 0) {
             return Err(BadWindowSize(size));
         }
         Ok(ReplayWindow {
@@ -66,10 +71,16 @@ impl ReplayWindow {
         })
     }
 
-    /// Window size in bits.
+    /// Window size in bits (0: anti-replay is off).
     #[inline]
     pub fn size(&self) -> u32 {
         self.size
+    }
+
+    /// True when anti-replay is on.
+    #[inline]
+    pub fn enabled(&self) -> bool {
+        self.size != 0
     }
 
     /// True when Extended Sequence Numbers are in use.
@@ -88,6 +99,10 @@ impl ReplayWindow {
     /// full sequence number (with ESN, the inferred high 32 bits joined to `seq_low`).
     #[inline]
     pub fn check(&self, seq_low: u32) -> Result<u64, DropReason> {
+        if self.size == 0 {
+            // Off (never with ESN): no number is refused.
+            return Ok(seq_low as u64);
+        }
         let seq = if self.esn {
             self.infer(seq_low)?
         } else {
@@ -149,6 +164,10 @@ impl ReplayWindow {
     /// ignored.
     #[inline]
     pub fn update(&mut self, seq: u64) {
+        if self.size == 0 {
+            self.top = self.top.max(seq);
+            return;
+        }
         if seq > self.top {
             let advance = seq - self.top;
             if advance >= self.size as u64 {
@@ -253,9 +272,11 @@ mod tests {
 
     #[test]
     fn sizes_are_validated() {
-        for bad in [0, 32, 63, 65, 100, 4160, 8192] {
+        for bad in [32, 63, 65, 100, 4160, 8192] {
             assert_eq!(ReplayWindow::new(bad, false), Err(BadWindowSize(bad)));
         }
+        assert_eq!(ReplayWindow::new(0, true), Err(BadWindowSize(0)));
+        assert!(!ReplayWindow::new(0, false).unwrap().enabled());
         for good in [64, 128, 192, 1024, 4096] {
             assert_eq!(ReplayWindow::new(good, true).unwrap().size(), good);
         }
@@ -278,6 +299,20 @@ mod tests {
         w.update(u32::MAX as u64);
         // Without ESN there is nothing after 2^32 - 1: small numbers are late.
         assert_eq!(w.check(5), Err(DropReason::EspReplayLate));
+    }
+
+    #[test]
+    fn size_zero_is_off() {
+        let mut w = ReplayWindow::new(0, false).unwrap();
+        for _ in 0..3 {
+            for s in [1u32, 5, 5, 2, u32::MAX, 1, 0] {
+                assert_eq!(w.check(s), Ok(s as u64));
+                w.update(s as u64);
+            }
+        }
+        assert_eq!(w.top(), u32::MAX as u64);
+        w.reset_to(7);
+        assert_eq!(w.check(3), Ok(3));
     }
 
     #[test]

@@ -69,7 +69,7 @@ pub struct SaConfig {
     pub suite: Suite,
     /// Extended (64-bit) Sequence Numbers (RFC 4303 §2.2.1).
     pub esn: bool,
-    /// Anti-replay window in bits (64..=4096, multiple of 64).
+    /// Anti-replay window in bits (64..=4096, multiple of 64; 0 = off, not with ESN).
     pub replay_window: u32,
     /// UDP encapsulation (sent always when set; accepted on input either way).
     pub natt: Option<NatT>,
