@@ -6,6 +6,9 @@
 //! output port's ethdev counters over a window after a warm-up. Both programs are measured the
 //! same way in the same invocation, so their ratio is fair even on a machine whose speed drifts.
 
+pub mod esp;
 pub mod frames;
 pub mod pcap;
 pub mod run;
+pub mod secgw;
+pub mod telemetry;

@@ -23,6 +23,9 @@ pub trait Dut {
 pub struct Rate {
     pub packets: u64,
     pub seconds: f64,
+    /// Busy share of CPU 0 over the window (the worker spins on CPU 1; CPU 0 only carries
+    /// control threads and ferrobench, so much more than a few % there is someone else's load).
+    pub cpu0_busy: Option<f64>,
 }
 
 impl Rate {
@@ -46,14 +49,40 @@ impl Rate {
 /// Warm up, then count packets over `window`.
 pub fn measure(d: &mut dyn Dut, warmup: Duration, window: Duration) -> Result<Rate, String> {
     std::thread::sleep(warmup);
-    let (t0, p0) = (Instant::now(), d.tx_packets()?);
+    let (t0, p0, c0) = (Instant::now(), d.tx_packets()?, cpu_jiffies(0));
     std::thread::sleep(window);
-    let p1 = d.tx_packets()?;
+    let (p1, c1) = (d.tx_packets()?, cpu_jiffies(0));
     let seconds = t0.elapsed().as_secs_f64();
+    let cpu0_busy = match (c0, c1) {
+        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => Some((b1 - b0) as f64 / (t1 - t0) as f64),
+        _ => None,
+    };
     Ok(Rate {
         packets: p1.saturating_sub(p0),
         seconds,
+        cpu0_busy,
     })
+}
+
+/// (busy, total) jiffies of one CPU from /proc/stat; idle and iowait are not busy.
+pub fn cpu_jiffies(cpu: usize) -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string("/proc/stat").ok()?;
+    let l = s.lines().find(|l| l.starts_with(&format!("cpu{cpu} ")))?;
+    let v: Vec<u64> = l
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4)?;
+    Some((total - idle, total))
+}
+
+/// The 1/5/15-minute load averages, as /proc/loadavg gives them.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// Nominal core clock from /proc/cpuinfo (MHz of the first CPU).
@@ -126,10 +155,19 @@ via = "10.9.0.2"
     }
 
     pub fn start(dir: &Path, input: &Path) -> Result<Ferrogate, String> {
+        Self::launch(dir, |socket, prefix| Self::config(socket, prefix, input))
+    }
+
+    /// Start ferrogate with the config `make(socket, file_prefix)` returns (written to
+    /// `dir/ferrogate.toml`) and wait until it answers on its socket.
+    pub fn launch(
+        dir: &Path,
+        make: impl FnOnce(&str, &str) -> String,
+    ) -> Result<Ferrogate, String> {
         let socket = dir.join("ferrogate.sock").display().to_string();
         let prefix = format!("fgbench{}", std::process::id());
         let cfg = dir.join("ferrogate.toml");
-        std::fs::write(&cfg, Self::config(&socket, &prefix, input)).map_err(|e| e.to_string())?;
+        std::fs::write(&cfg, make(&socket, &prefix)).map_err(|e| e.to_string())?;
         let log = dir.join("ferrogate.log");
         let logf = std::fs::File::create(&log).map_err(|e| e.to_string())?;
         let bin = sibling("ferrogate");
@@ -166,16 +204,40 @@ via = "10.9.0.2"
         let r = client::call(&self.socket, &Request::ShowStats)?;
         Ok(r.data)
     }
+
+    /// `show errors`: one row per drop reason seen (`reason`, `count`, ...).
+    pub fn errors(&self) -> Result<serde_json::Value, String> {
+        Ok(client::call(&self.socket, &Request::ShowErrors)?.data)
+    }
+
+    /// `show ipsec sa`: one row per SA with its counters.
+    pub fn sas(&self) -> Result<serde_json::Value, String> {
+        let r = client::call(
+            &self.socket,
+            &Request::ShowIpsecSa {
+                name: None,
+                spi: None,
+                peer: None,
+                detail: true,
+            },
+        )?;
+        Ok(r.data)
+    }
+
+    /// A counter (`ipackets`, `opackets`, ...) of the port named `port` in `show ports`.
+    pub fn port_counter(&self, port: &str, name: &str) -> Result<u64, String> {
+        let r = client::call(&self.socket, &Request::ShowPorts)?;
+        r.data
+            .as_array()
+            .and_then(|rows| rows.iter().find(|p| p["name"] == port))
+            .and_then(|p| p[name].as_u64())
+            .ok_or_else(|| format!("no {name} of port '{port}' in show ports: {}", r.data))
+    }
 }
 
 impl Dut for Ferrogate {
     fn tx_packets(&mut self) -> Result<u64, String> {
-        let r = client::call(&self.socket, &Request::ShowPorts)?;
-        r.data
-            .as_array()
-            .and_then(|rows| rows.iter().find(|p| p["name"] == "out"))
-            .and_then(|p| p["opackets"].as_u64())
-            .ok_or_else(|| format!("no 'out' port in show ports: {}", r.data))
+        self.port_counter("out", "opackets")
     }
 
     fn stop(mut self: Box<Self>) -> Result<(), String> {
