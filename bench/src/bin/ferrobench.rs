@@ -100,6 +100,9 @@ enum Cmd {
         /// Skip the one-pass capture + Scapy check of every measured path.
         #[arg(long)]
         no_verify: bool,
+        /// Where the ipsec-secgw build is cached (default: --dir).
+        #[arg(long)]
+        secgw_cache: Option<String>,
         /// Scratch directory (captures, configs, logs, the ipsec-secgw build).
         #[arg(long, default_value = "/var/tmp/ferrobench")]
         dir: String,
@@ -212,6 +215,7 @@ struct EspOpts {
     secgw_modes: Vec<secgw::Mode>,
     verify: bool,
     dir: PathBuf,
+    secgw_cache: PathBuf,
 }
 
 /// One figure of the `esp` / `aead` tables.
@@ -363,7 +367,7 @@ fn esp_bench(algs: &[Alg], o: &EspOpts, compare: Option<&str>) -> Result<(), Str
     let work = o.dir.join("esp");
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     let secgw_bin = if secgw_on && algs.iter().any(|a| a.secgw_key().is_some()) {
-        Some(secgw::build(&o.dir)?)
+        Some(secgw::build(&o.secgw_cache)?)
     } else {
         None
     };
@@ -702,9 +706,11 @@ fn main() -> ExitCode {
             compare,
             secgw_modes,
             no_verify,
+            secgw_cache,
             dir,
         } => {
             let o = EspOpts {
+                secgw_cache: PathBuf::from(secgw_cache.as_deref().unwrap_or(&dir)),
                 dirs,
                 sizes,
                 flows,
