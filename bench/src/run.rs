@@ -16,6 +16,10 @@ pub trait Dut {
     fn tx_packets(&mut self) -> Result<u64, String>;
     /// Stop the program (and return its log on failure).
     fn stop(self: Box<Self>) -> Result<(), String>;
+    /// Its process id (to tell its CPU time from other people's).
+    fn pid(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// One measurement: packets over a window.
@@ -23,9 +27,11 @@ pub trait Dut {
 pub struct Rate {
     pub packets: u64,
     pub seconds: f64,
-    /// Busy share of CPU 0 over the window (the worker spins on CPU 1; CPU 0 only carries
-    /// control threads and ferrobench, so much more than a few % there is someone else's load).
-    pub cpu0_busy: Option<f64>,
+    /// CPU time used during the window by anything but the program under test and ferrobench,
+    /// in cores (1.0 = one whole core): other people's jobs on this shared machine. Anything
+    /// much above 0 means the figure was taken under load (the measuring core may have been
+    /// shared).
+    pub other_cpu: Option<f64>,
 }
 
 impl Rate {
@@ -49,33 +55,81 @@ impl Rate {
 /// Warm up, then count packets over `window`.
 pub fn measure(d: &mut dyn Dut, warmup: Duration, window: Duration) -> Result<Rate, String> {
     std::thread::sleep(warmup);
-    let (t0, p0, c0) = (Instant::now(), d.tx_packets()?, cpu_jiffies(0));
+    let pid = d.pid();
+    let before = CpuSample::take(pid);
+    let (t0, p0) = (Instant::now(), d.tx_packets()?);
     std::thread::sleep(window);
-    let (p1, c1) = (d.tx_packets()?, cpu_jiffies(0));
+    let p1 = d.tx_packets()?;
     let seconds = t0.elapsed().as_secs_f64();
-    let cpu0_busy = match (c0, c1) {
-        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => Some((b1 - b0) as f64 / (t1 - t0) as f64),
-        _ => None,
-    };
+    let other_cpu = before.and_then(|c| c.other_since(pid, seconds));
     Ok(Rate {
         packets: p1.saturating_sub(p0),
         seconds,
-        cpu0_busy,
+        other_cpu,
     })
 }
 
-/// (busy, total) jiffies of one CPU from /proc/stat; idle and iowait are not busy.
-pub fn cpu_jiffies(cpu: usize) -> Option<(u64, u64)> {
-    let s = std::fs::read_to_string("/proc/stat").ok()?;
-    let l = s.lines().find(|l| l.starts_with(&format!("cpu{cpu} ")))?;
-    let v: Vec<u64> = l
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3)? + v.get(4)?;
-    Some((total - idle, total))
+/// CPU time counters (in USER_HZ ticks, 100 per second on Linux): all CPUs busy, the program
+/// under test, this process.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuSample {
+    all_busy: u64,
+    dut: u64,
+    me: u64,
+}
+
+/// utime + stime of a process (all its threads) from /proc/PID/stat.
+fn proc_ticks(pid: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the ")" that ends the command name: state is field 3, utime 14, stime 15.
+    let f: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+impl CpuSample {
+    pub fn take(dut: Option<u32>) -> Option<CpuSample> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let v: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
+        let busy = v.iter().take(8).sum::<u64>() - v.get(3)? - v.get(4)?;
+        Some(CpuSample {
+            all_busy: busy,
+            dut: dut.and_then(|p| proc_ticks(&p.to_string())).unwrap_or(0),
+            me: proc_ticks("self")?,
+        })
+    }
+
+    /// Cores' worth of CPU others used since this sample, over `seconds`.
+    pub fn other_since(&self, dut: Option<u32>, seconds: f64) -> Option<f64> {
+        let now = CpuSample::take(dut)?;
+        let other = now.all_busy as i64
+            - self.all_busy as i64
+            - (now.dut as i64 - self.dut as i64)
+            - (now.me as i64 - self.me as i64);
+        Some(other.max(0) as f64 / 100.0 / seconds)
+    }
+}
+
+/// Wait until the machine is idle (less than `threshold` cores busy over a 2-s sample) or
+/// `max` has passed; returns the last busy figure in cores.
+pub fn wait_quiet(max: Duration, threshold: f64) -> f64 {
+    let start = Instant::now();
+    loop {
+        let Some(a) = CpuSample::take(None) else {
+            return f64::NAN;
+        };
+        std::thread::sleep(Duration::from_secs(2));
+        let busy = a.other_since(None, 2.0).unwrap_or(f64::NAN);
+        if busy < threshold || start.elapsed() >= max {
+            return busy;
+        }
+    }
 }
 
 /// The 1/5/15-minute load averages, as /proc/loadavg gives them.
@@ -240,6 +294,10 @@ impl Dut for Ferrogate {
         self.port_counter("out", "opackets")
     }
 
+    fn pid(&self) -> Option<u32> {
+        Some(self.child.id())
+    }
+
     fn stop(mut self: Box<Self>) -> Result<(), String> {
         // SIGTERM through kill(1): the daemon shuts down cleanly and reports leaks.
         let _ = Command::new("kill")
@@ -348,6 +406,11 @@ impl Testpmd {
 }
 
 impl Dut for Testpmd {
+    fn pid(&self) -> Option<u32> {
+        // stdbuf execs testpmd in the same process.
+        Some(self.child.id())
+    }
+
     fn tx_packets(&mut self) -> Result<u64, String> {
         self.cmd("show port stats 1")?;
         self.wait_for(

@@ -259,6 +259,10 @@ impl Dut for Secgw {
         self.counter(1, "opackets")
     }
 
+    fn pid(&self) -> Option<u32> {
+        Some(self.child.id())
+    }
+
     fn stop(mut self: Box<Self>) -> Result<(), String> {
         // SIGINT is how the app is told to stop (it closes the ports, flushing a tx_pcap).
         let _ = Command::new("kill")

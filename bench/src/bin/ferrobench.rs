@@ -24,7 +24,7 @@
 
 use bench::esp::{Alg, Dir};
 use bench::frames::{Size, HOST_A, HOST_B};
-use bench::run::{cpu_hz, loadavg, measure, Dut, Ferrogate, Rate, Testpmd};
+use bench::run::{cpu_hz, loadavg, measure, wait_quiet, Dut, Ferrogate, Rate, Testpmd};
 use bench::secgw::{self, Secgw, SecgwRun};
 use bench::{frames, pcap};
 use clap::{Parser, Subcommand};
@@ -103,6 +103,10 @@ enum Cmd {
         /// Where the ipsec-secgw build is cached (default: --dir).
         #[arg(long)]
         secgw_cache: Option<String>,
+        /// Before each measurement wait up to this many seconds for the machine to go idle
+        /// (other processes below 10 % of a core), as the reference figures did; 0: never wait.
+        #[arg(long, default_value_t = 0.0)]
+        quiet_wait: f64,
         /// Scratch directory (captures, configs, logs, the ipsec-secgw build).
         #[arg(long, default_value = "/var/tmp/ferrobench")]
         dir: String,
@@ -216,6 +220,16 @@ struct EspOpts {
     verify: bool,
     dir: PathBuf,
     secgw_cache: PathBuf,
+    quiet_wait: Duration,
+}
+
+impl EspOpts {
+    /// Wait for an idle machine if asked to (the row's other% tells what it got).
+    fn settle(&self) {
+        if !self.quiet_wait.is_zero() {
+            wait_quiet(self.quiet_wait, 0.1);
+        }
+    }
 }
 
 /// One figure of the `esp` / `aead` tables.
@@ -227,15 +241,15 @@ struct Fig {
     rate: Rate,
 }
 
-const HEADER: &str = "program          alg                            dir  bytes       Mpps     Gbps  cycles/pkt  cpu0%  note";
+const HEADER: &str = "program          alg                            dir  bytes       Mpps     Gbps  cycles/pkt other%  note";
 
 fn print_fig(f: &Fig, mean_len: f64, hz: Option<f64>, note: &str) {
     let cpp = hz
         .map(|h| format!("{:.0}", f.rate.cycles_per_packet(h)))
         .unwrap_or_else(|| "-".into());
-    let cpu0 = f
+    let other = f
         .rate
-        .cpu0_busy
+        .other_cpu
         .map(|c| format!("{:.0}", c * 100.0))
         .unwrap_or_else(|| "-".into());
     let gbps = f.rate.packets as f64 * mean_len * 8.0 / f.rate.seconds / 1e9;
@@ -248,7 +262,7 @@ fn print_fig(f: &Fig, mean_len: f64, hz: Option<f64>, note: &str) {
         f.rate.mpps(),
         gbps,
         cpp,
-        cpu0
+        other
     );
 }
 
@@ -383,7 +397,7 @@ fn esp_bench(algs: &[Alg], o: &EspOpts, compare: Option<&str>) -> Result<(), Str
         o.flows,
         hz.map(|h| format!("{:.0} MHz", h / 1e6)).unwrap_or_else(|| "unknown".into())
     );
-    println!("# load average at start: {} (1/5/15 min); cpu0% = CPU 0 busy during the window (only control threads belong there: more is someone else's load)", loadavg());
+    println!("# load average at start: {} (1/5/15 min); other% = CPU used during the window by other processes (100 = one core): more than a few % means the figure was taken under foreign load", loadavg());
     println!("# bytes = plain frame length without FCS (the ESP frame is 54..86 B longer); Gbps counts plain frame bytes; imix = 7:4:1 of 60/590/1514 B (64/594/1518 on the wire)");
     println!("# raw-seal / raw-open = dataplane SaCrypto::seal / open alone on the same buffers ({} s each; Mpps column = Mops)", o.raw_seconds);
     println!("# inbound SA: replay_window = 0 (anti-replay off), like ipsec-secgw's default -w 0: the capture replays the same sequence numbers forever");
@@ -395,6 +409,7 @@ fn esp_bench(algs: &[Alg], o: &EspOpts, compare: Option<&str>) -> Result<(), Str
             let lengths = size.lengths(o.flows);
             let plain = frames::udp4_sized(&lengths, HOST_A, HOST_B);
             let mean = frames::mean_len(&plain);
+            o.settle();
             let (raw_seal, raw_open) = alg.raw_speed(&plain, o.raw_seconds)?;
             let plain_pcap = work.join(format!("plain_{size}.pcap"));
             write_pcap(&plain_pcap, &plain)?;
@@ -410,6 +425,7 @@ fn esp_bench(algs: &[Alg], o: &EspOpts, compare: Option<&str>) -> Result<(), Str
                 };
                 let tag = format!("{} {} {size}", alg.label, dir.name());
                 // The measurement: the capture replayed from memory, output counted.
+                o.settle();
                 let mut fg = Box::new(Ferrogate::launch(&o.dir, |sock, prefix| {
                     alg.ferrogate_config(
                         dir,
@@ -475,6 +491,7 @@ fn esp_bench(algs: &[Alg], o: &EspOpts, compare: Option<&str>) -> Result<(), Str
                             log: o.dir.join("ipsec-secgw.log"),
                         };
                         let prog = format!("secgw-{}", mode.name());
+                        o.settle();
                         let r = Secgw::start(&run).and_then(|sg| {
                             let mut sg = Box::new(sg);
                             let r = sg
@@ -707,9 +724,11 @@ fn main() -> ExitCode {
             secgw_modes,
             no_verify,
             secgw_cache,
+            quiet_wait,
             dir,
         } => {
             let o = EspOpts {
+                quiet_wait: Duration::from_secs_f64(quiet_wait.max(0.0)),
                 secgw_cache: PathBuf::from(secgw_cache.as_deref().unwrap_or(&dir)),
                 dirs,
                 sizes,
