@@ -563,7 +563,7 @@ fn esp_bench(algs: &[Alg], o: &EspOpts, compare: Option<&str>) -> Result<(), Str
 /// The figures again as one table per algorithm: Mpps per size for each program and direction.
 fn summary(figs: &[Fig], algs: &[Alg], o: &EspOpts) {
     println!("# summary: Mpps (raw-*: Mops) by size");
-    let sizes: Vec<String> = o.sizes.iter().map(|s| format!("{s:>8}")).collect();
+    let sizes: Vec<String> = o.sizes.iter().map(|s| format!("{:>8}", s.to_string())).collect();
     println!(
         "{:<30} {:<3} {:<16} {}",
         "alg",
