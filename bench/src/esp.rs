@@ -5,7 +5,7 @@
 //! cipher speed of the dataplane's `SaCrypto` on the very buffers the ESP path seals.
 
 use crate::frames::DUT_MAC;
-use crate::run::{CpuSample, Rate};
+use crate::run::{thread_ticks, CpuSample, Rate};
 use dataplane::esp::{self, AesKeyLen, Integ, Mode, Sa, SaConfig, SaCrypto, Suite};
 use dataplane::outer::OuterPolicy;
 use dataplane::packet::{HeapPacket, Packet};
@@ -325,7 +325,7 @@ sa_in = ["in"]
         let crypto = SaCrypto::new(self.suite, &self.enc_key(), &self.auth_key())
             .map_err(|e| format!("{}: {e}", self.label))?;
         let budget = Duration::from_secs_f64(seconds);
-        let (start, before) = (Instant::now(), CpuSample::take(None));
+        let (start, before, mine) = (Instant::now(), CpuSample::take(None), thread_ticks());
         let (mut t_seal, mut t_open) = (Duration::ZERO, Duration::ZERO);
         let mut passes = 0u64;
         while t_seal < budget || t_open < budget {
@@ -345,11 +345,17 @@ sa_in = ["in"]
             t_open += t.elapsed();
             passes += 1;
         }
-        let other_cpu = before.and_then(|b| b.other_since(None, start.elapsed().as_secs_f64()));
+        let elapsed = start.elapsed().as_secs_f64();
+        let other_cpu = before.and_then(|b| b.other_since(None, elapsed));
+        let core_share = match (mine, thread_ticks()) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 100.0 / elapsed),
+            _ => None,
+        };
         let rate = |t: Duration| Rate {
             packets: passes * bufs.len() as u64,
             seconds: t.as_secs_f64(),
             other_cpu,
+            core_share,
         };
         Ok((rate(t_seal), rate(t_open)))
     }

@@ -32,6 +32,10 @@ pub struct Rate {
     /// much above 0 means the figure was taken under load (the measuring core may have been
     /// shared).
     pub other_cpu: Option<f64>,
+    /// Share of the window the measured code actually ran (its threads on the worker CPU; for
+    /// the raw cipher loop, ferrobench's own thread): 1.0 = it had its core to itself. This is
+    /// what decides whether a figure under foreign load is still fair.
+    pub core_share: Option<f64>,
 }
 
 impl Rate {
@@ -43,12 +47,20 @@ impl Rate {
         self.packets as f64 * frame_len as f64 * 8.0 / self.seconds / 1e9
     }
     /// Core cycles per packet: the forwarding core spins at 100 %, so every cycle of the
-    /// window is spent on these packets.
+    /// window it ran (all of it, or its `core_share` when known) is spent on these packets.
     pub fn cycles_per_packet(&self, hz: f64) -> f64 {
         if self.packets == 0 {
             return f64::INFINITY;
         }
-        hz * self.seconds / self.packets as f64
+        hz * self.seconds * self.core_share.unwrap_or(1.0).min(1.0) / self.packets as f64
+    }
+    /// Mpps per whole core: the rate scaled to the share of the window the loop really ran
+    /// (what it would do with its core to itself, cache disturbance aside).
+    pub fn mpps_per_core(&self) -> f64 {
+        match self.core_share {
+            Some(c) if c > 0.0 => self.mpps() / c.min(1.0),
+            _ => self.mpps(),
+        }
     }
 }
 
@@ -57,16 +69,59 @@ pub fn measure(d: &mut dyn Dut, warmup: Duration, window: Duration) -> Result<Ra
     std::thread::sleep(warmup);
     let pid = d.pid();
     let before = CpuSample::take(pid);
+    let core0 = pid.and_then(|p| ticks_on_cpu(p, WORKER_CPU));
     let (t0, p0) = (Instant::now(), d.tx_packets()?);
     std::thread::sleep(window);
     let p1 = d.tx_packets()?;
     let seconds = t0.elapsed().as_secs_f64();
     let other_cpu = before.and_then(|c| c.other_since(pid, seconds));
+    let core1 = pid.and_then(|p| ticks_on_cpu(p, WORKER_CPU));
+    let core_share = match (core0, core1) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 100.0 / seconds),
+        _ => None,
+    };
     Ok(Rate {
         packets: p1.saturating_sub(p0),
         seconds,
         other_cpu,
+        core_share,
     })
+}
+
+/// The CPU every program under test runs its packet loop on (lcore 1 = CPU 1).
+pub const WORKER_CPU: u32 = 1;
+
+/// utime + stime of the threads of `pid` last seen on `cpu` (the pinned worker's, in
+/// practice), in USER_HZ ticks.
+pub fn ticks_on_cpu(pid: u32, cpu: u32) -> Option<u64> {
+    let mut sum = 0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let Ok(s) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = s.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // After the name: utime is field 14, stime 15, processor 39 (1-based, whole line).
+        let on = f.get(36).and_then(|x| x.parse::<u32>().ok());
+        if on == Some(cpu) {
+            let u = f.get(11).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+            let k = f.get(12).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+            sum += u + k;
+        }
+    }
+    Some(sum)
+}
+
+/// utime + stime of the calling thread, in USER_HZ ticks.
+pub fn thread_ticks() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    let f: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
 /// CPU time counters (in USER_HZ ticks, 100 per second on Linux): all CPUs busy, the program

@@ -241,7 +241,7 @@ struct Fig {
     rate: Rate,
 }
 
-const HEADER: &str = "program          alg                            dir  bytes       Mpps     Gbps  cycles/pkt other%  note";
+const HEADER: &str = "program          alg                            dir  bytes       Mpps     Gbps  cycles/pkt other%  core%  Mpps/core  note";
 
 fn print_fig(f: &Fig, mean_len: f64, hz: Option<f64>, note: &str) {
     let cpp = hz
@@ -252,9 +252,14 @@ fn print_fig(f: &Fig, mean_len: f64, hz: Option<f64>, note: &str) {
         .other_cpu
         .map(|c| format!("{:.0}", c * 100.0))
         .unwrap_or_else(|| "-".into());
+    let core = f
+        .rate
+        .core_share
+        .map(|c| format!("{:.0}", c * 100.0))
+        .unwrap_or_else(|| "-".into());
     let gbps = f.rate.packets as f64 * mean_len * 8.0 / f.rate.seconds / 1e9;
     println!(
-        "{:<16} {:<30} {:<3} {:>6} {:>10.3} {:>8.2} {:>11} {:>6}  {note}",
+        "{:<16} {:<30} {:<3} {:>6} {:>10.3} {:>8.2} {:>11} {:>6} {:>6} {:>10.3}  {note}",
         f.prog,
         f.alg,
         f.dir,
@@ -262,15 +267,19 @@ fn print_fig(f: &Fig, mean_len: f64, hz: Option<f64>, note: &str) {
         f.rate.mpps(),
         gbps,
         cpp,
-        other
+        other,
+        core,
+        f.rate.mpps_per_core()
     );
 }
 
+/// a/b on the per-core rates, so a row whose core was shared with someone else's job does not
+/// skew the ratio.
 fn ratio(a: &Rate, b: &Rate) -> f64 {
     if b.packets == 0 {
         f64::NAN
     } else {
-        a.mpps() / b.mpps()
+        a.mpps_per_core() / b.mpps_per_core()
     }
 }
 
@@ -397,7 +406,7 @@ fn esp_bench(algs: &[Alg], o: &EspOpts, compare: Option<&str>) -> Result<(), Str
         o.flows,
         hz.map(|h| format!("{:.0} MHz", h / 1e6)).unwrap_or_else(|| "unknown".into())
     );
-    println!("# load average at start: {} (1/5/15 min); other% = CPU used during the window by other processes (100 = one core): more than a few % means the figure was taken under foreign load", loadavg());
+    println!("# load average at start: {} (1/5/15 min); other% = CPU used during the window by other processes (100 = one core); core% = share of the window the measured loop really ran on its core; Mpps/core = Mpps / core%, cycles/pkt count only the time it ran, and ratios are taken on Mpps/core (below ~90 core% the figure is still approximate: caches were shared)", loadavg());
     println!("# bytes = plain frame length without FCS (the ESP frame is 54..86 B longer); Gbps counts plain frame bytes; imix = 7:4:1 of 60/590/1514 B (64/594/1518 on the wire)");
     println!("# raw-seal / raw-open = dataplane SaCrypto::seal / open alone on the same buffers ({} s each; Mpps column = Mops)", o.raw_seconds);
     println!("# inbound SA: replay_window = 0 (anti-replay off), like ipsec-secgw's default -w 0: the capture replays the same sequence numbers forever");
@@ -516,7 +525,7 @@ fn esp_bench(algs: &[Alg], o: &EspOpts, compare: Option<&str>) -> Result<(), Str
                                     hz,
                                     &format!("ferrogate/this {:.2}", ratio(&ours.rate, &rate)),
                                 );
-                                if best.is_none_or(|b| rate.mpps() > b.mpps()) {
+                                if best.is_none_or(|b| rate.mpps_per_core() > b.mpps_per_core()) {
                                     best = Some(rate);
                                 }
                                 figs.push(f);
@@ -562,8 +571,12 @@ fn esp_bench(algs: &[Alg], o: &EspOpts, compare: Option<&str>) -> Result<(), Str
 
 /// The figures again as one table per algorithm: Mpps per size for each program and direction.
 fn summary(figs: &[Fig], algs: &[Alg], o: &EspOpts) {
-    println!("# summary: Mpps (raw-*: Mops) by size");
-    let sizes: Vec<String> = o.sizes.iter().map(|s| format!("{:>8}", s.to_string())).collect();
+    println!("# summary: Mpps/core (raw-*: Mops per core) by size");
+    let sizes: Vec<String> = o
+        .sizes
+        .iter()
+        .map(|s| format!("{:>8}", s.to_string()))
+        .collect();
     println!(
         "{:<30} {:<3} {:<16} {}",
         "alg",
@@ -594,7 +607,7 @@ fn summary(figs: &[Fig], algs: &[Alg], o: &EspOpts) {
                                     && f.prog == p
                                     && f.size == *s
                             })
-                            .map(|f| format!("{:>8.2}", f.rate.mpps()))
+                            .map(|f| format!("{:>8.2}", f.rate.mpps_per_core()))
                             .unwrap_or_else(|| format!("{:>8}", "-"))
                     })
                     .collect();
