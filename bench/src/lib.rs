@@ -8,7 +8,10 @@
 //!
 //! `spd` measures the SPD classifier against the linear scan in-process (no DPDK).
 
+pub mod esp;
 pub mod frames;
 pub mod pcap;
 pub mod run;
+pub mod secgw;
 pub mod spd;
+pub mod telemetry;

@@ -16,6 +16,10 @@ pub trait Dut {
     fn tx_packets(&mut self) -> Result<u64, String>;
     /// Stop the program (and return its log on failure).
     fn stop(self: Box<Self>) -> Result<(), String>;
+    /// Its process id (to tell its CPU time from other people's).
+    fn pid(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// One measurement: packets over a window.
@@ -23,6 +27,15 @@ pub trait Dut {
 pub struct Rate {
     pub packets: u64,
     pub seconds: f64,
+    /// CPU time used during the window by anything but the program under test and ferrobench,
+    /// in cores (1.0 = one whole core): other people's jobs on this shared machine. Anything
+    /// much above 0 means the figure was taken under load (the measuring core may have been
+    /// shared).
+    pub other_cpu: Option<f64>,
+    /// Share of the window the measured code actually ran (its threads on the worker CPU; for
+    /// the raw cipher loop, ferrobench's own thread): 1.0 = it had its core to itself. This is
+    /// what decides whether a figure under foreign load is still fair.
+    pub core_share: Option<f64>,
 }
 
 impl Rate {
@@ -34,26 +47,151 @@ impl Rate {
         self.packets as f64 * frame_len as f64 * 8.0 / self.seconds / 1e9
     }
     /// Core cycles per packet: the forwarding core spins at 100 %, so every cycle of the
-    /// window is spent on these packets.
+    /// window it ran (all of it, or its `core_share` when known) is spent on these packets.
     pub fn cycles_per_packet(&self, hz: f64) -> f64 {
         if self.packets == 0 {
             return f64::INFINITY;
         }
-        hz * self.seconds / self.packets as f64
+        hz * self.seconds * self.core_share.unwrap_or(1.0).min(1.0) / self.packets as f64
+    }
+    /// Mpps per whole core: the rate scaled to the share of the window the loop really ran
+    /// (what it would do with its core to itself, cache disturbance aside).
+    pub fn mpps_per_core(&self) -> f64 {
+        match self.core_share {
+            Some(c) if c > 0.0 => self.mpps() / c.min(1.0),
+            _ => self.mpps(),
+        }
     }
 }
 
 /// Warm up, then count packets over `window`.
 pub fn measure(d: &mut dyn Dut, warmup: Duration, window: Duration) -> Result<Rate, String> {
     std::thread::sleep(warmup);
+    let pid = d.pid();
+    let before = CpuSample::take(pid);
+    let core0 = pid.and_then(|p| ticks_on_cpu(p, WORKER_CPU));
     let (t0, p0) = (Instant::now(), d.tx_packets()?);
     std::thread::sleep(window);
     let p1 = d.tx_packets()?;
     let seconds = t0.elapsed().as_secs_f64();
+    let other_cpu = before.and_then(|c| c.other_since(pid, seconds));
+    let core1 = pid.and_then(|p| ticks_on_cpu(p, WORKER_CPU));
+    let core_share = match (core0, core1) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 100.0 / seconds),
+        _ => None,
+    };
     Ok(Rate {
         packets: p1.saturating_sub(p0),
         seconds,
+        other_cpu,
+        core_share,
     })
+}
+
+/// The CPU every program under test runs its packet loop on (lcore 1 = CPU 1).
+pub const WORKER_CPU: u32 = 1;
+
+/// utime + stime of the threads of `pid` last seen on `cpu` (the pinned worker's, in
+/// practice), in USER_HZ ticks.
+pub fn ticks_on_cpu(pid: u32, cpu: u32) -> Option<u64> {
+    let mut sum = 0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let Ok(s) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = s.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // After the name: utime is field 14, stime 15, processor 39 (1-based, whole line).
+        let on = f.get(36).and_then(|x| x.parse::<u32>().ok());
+        if on == Some(cpu) {
+            let u = f.get(11).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+            let k = f.get(12).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+            sum += u + k;
+        }
+    }
+    Some(sum)
+}
+
+/// utime + stime of the calling thread, in USER_HZ ticks.
+pub fn thread_ticks() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    let f: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// CPU time counters (in USER_HZ ticks, 100 per second on Linux): all CPUs busy, the program
+/// under test, this process.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuSample {
+    all_busy: u64,
+    dut: u64,
+    me: u64,
+}
+
+/// utime + stime of a process (all its threads) from /proc/PID/stat.
+fn proc_ticks(pid: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the ")" that ends the command name: state is field 3, utime 14, stime 15.
+    let f: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+impl CpuSample {
+    pub fn take(dut: Option<u32>) -> Option<CpuSample> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let v: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
+        let busy = v.iter().take(8).sum::<u64>() - v.get(3)? - v.get(4)?;
+        Some(CpuSample {
+            all_busy: busy,
+            dut: dut.and_then(|p| proc_ticks(&p.to_string())).unwrap_or(0),
+            me: proc_ticks("self")?,
+        })
+    }
+
+    /// Cores' worth of CPU others used since this sample, over `seconds`.
+    pub fn other_since(&self, dut: Option<u32>, seconds: f64) -> Option<f64> {
+        let now = CpuSample::take(dut)?;
+        let other = now.all_busy as i64
+            - self.all_busy as i64
+            - (now.dut as i64 - self.dut as i64)
+            - (now.me as i64 - self.me as i64);
+        Some(other.max(0) as f64 / 100.0 / seconds)
+    }
+}
+
+/// Wait until the machine is idle (less than `threshold` cores busy over a 2-s sample) or
+/// `max` has passed; returns the last busy figure in cores.
+pub fn wait_quiet(max: Duration, threshold: f64) -> f64 {
+    let start = Instant::now();
+    loop {
+        let Some(a) = CpuSample::take(None) else {
+            return f64::NAN;
+        };
+        std::thread::sleep(Duration::from_secs(2));
+        let busy = a.other_since(None, 2.0).unwrap_or(f64::NAN);
+        if busy < threshold || start.elapsed() >= max {
+            return busy;
+        }
+    }
+}
+
+/// The 1/5/15-minute load averages, as /proc/loadavg gives them.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// Nominal core clock from /proc/cpuinfo (MHz of the first CPU).
@@ -126,10 +264,19 @@ via = "10.9.0.2"
     }
 
     pub fn start(dir: &Path, input: &Path) -> Result<Ferrogate, String> {
+        Self::launch(dir, |socket, prefix| Self::config(socket, prefix, input))
+    }
+
+    /// Start ferrogate with the config `make(socket, file_prefix)` returns (written to
+    /// `dir/ferrogate.toml`) and wait until it answers on its socket.
+    pub fn launch(
+        dir: &Path,
+        make: impl FnOnce(&str, &str) -> String,
+    ) -> Result<Ferrogate, String> {
         let socket = dir.join("ferrogate.sock").display().to_string();
         let prefix = format!("fgbench{}", std::process::id());
         let cfg = dir.join("ferrogate.toml");
-        std::fs::write(&cfg, Self::config(&socket, &prefix, input)).map_err(|e| e.to_string())?;
+        std::fs::write(&cfg, make(&socket, &prefix)).map_err(|e| e.to_string())?;
         let log = dir.join("ferrogate.log");
         let logf = std::fs::File::create(&log).map_err(|e| e.to_string())?;
         let bin = sibling("ferrogate");
@@ -166,16 +313,45 @@ via = "10.9.0.2"
         let r = client::call(&self.socket, &Request::ShowStats)?;
         Ok(r.data)
     }
+
+    /// `show errors`: one row per drop reason seen (`reason`, `count`, ...).
+    pub fn errors(&self) -> Result<serde_json::Value, String> {
+        Ok(client::call(&self.socket, &Request::ShowErrors)?.data)
+    }
+
+    /// `show ipsec sa`: one row per SA with its counters.
+    pub fn sas(&self) -> Result<serde_json::Value, String> {
+        let r = client::call(
+            &self.socket,
+            &Request::ShowIpsecSa {
+                name: None,
+                spi: None,
+                peer: None,
+                selector: None,
+                detail: true,
+            },
+        )?;
+        Ok(r.data)
+    }
+
+    /// A counter (`ipackets`, `opackets`, ...) of the port named `port` in `show ports`.
+    pub fn port_counter(&self, port: &str, name: &str) -> Result<u64, String> {
+        let r = client::call(&self.socket, &Request::ShowPorts)?;
+        r.data
+            .as_array()
+            .and_then(|rows| rows.iter().find(|p| p["name"] == port))
+            .and_then(|p| p[name].as_u64())
+            .ok_or_else(|| format!("no {name} of port '{port}' in show ports: {}", r.data))
+    }
 }
 
 impl Dut for Ferrogate {
     fn tx_packets(&mut self) -> Result<u64, String> {
-        let r = client::call(&self.socket, &Request::ShowPorts)?;
-        r.data
-            .as_array()
-            .and_then(|rows| rows.iter().find(|p| p["name"] == "out"))
-            .and_then(|p| p["opackets"].as_u64())
-            .ok_or_else(|| format!("no 'out' port in show ports: {}", r.data))
+        self.port_counter("out", "opackets")
+    }
+
+    fn pid(&self) -> Option<u32> {
+        Some(self.child.id())
     }
 
     fn stop(mut self: Box<Self>) -> Result<(), String> {
@@ -286,6 +462,11 @@ impl Testpmd {
 }
 
 impl Dut for Testpmd {
+    fn pid(&self) -> Option<u32> {
+        // stdbuf execs testpmd in the same process.
+        Some(self.child.id())
+    }
+
     fn tx_packets(&mut self) -> Result<u64, String> {
         self.cmd("show port stats 1")?;
         self.wait_for(

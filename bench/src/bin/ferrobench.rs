@@ -1,21 +1,39 @@
 //! ferrobench: measures ferrogate against the DPDK reference applications in one invocation.
 //!
 //!   ferrobench forward [--sizes 64,512,1420] [--warmup 3] [--seconds 10] [--compare testpmd]
+//!   ferrobench esp [--algs aes-gcm-128,aes-cbc-128+hmac-sha256-128,...] [--dirs out,in]
+//!                  [--sizes 64,512,1420,imix] [--seconds 10] [--compare ipsec-secgw]
+//!                  [--secgw-modes legacy,lib,cpu] [--no-verify]
+//!   ferrobench aead [--algs ...] [--sizes ...] [--seconds 2]
 //!
-//! One forwarding core (lcore 1) fed from memory (net_pcap infinite_rx) into net_null; prints
-//! Mpps, Gbps and cycles/packet per frame size, and with `--compare testpmd` the same for
-//! `dpdk-testpmd --forward-mode=mac` and the ratio. Needs root and hugepages.
+//! `forward`: one forwarding core (lcore 1) fed from memory (net_pcap infinite_rx) into
+//! net_null; Mpps, Gbps and cycles/packet per frame size, and with `--compare testpmd` the same
+//! for `dpdk-testpmd --forward-mode=mac` and the ratio.
 //!
-//!   ferrobench spd [--sizes 1,1000,100000] [--sets realistic,ports,nested] [--lookups N]
+//! `esp`: the same harness through ESP tunnel mode: `out` seals plain frames (policy → SA →
+//! seal → outer route), `in` opens ESP frames made by the dataplane's own sealing code for the
+//! inbound SA (anti-replay off on it, as in ipsec-secgw's default, because the capture
+//! repeats its sequence numbers). Beside each figure: the raw speed of the dataplane's
+//! `SaCrypto::seal`/`open` on the same buffers and the ratio; with `--compare ipsec-secgw`, DPDK's
+//! ipsec-secgw (built once from the dpdk-doc sources with `bench/reference/`'s patch, AES-GCM
+//! only, crypto_aesni_gcm vdev, each mode asked for) measured the same way on the same
+//! captures. Unless `--no-verify`, every program's output of one pass over the capture is
+//! checked with Scapy (decrypt and match), and ferrogate's drop counters are shown.
 //!
-//! SPD lookup cost in-process (no DPDK, no root): the classifier next to the linear scan per
-//! rule-set kind and size, with build time and memory (see `bench::spd`).
+//! `aead`: the raw cipher speed alone. Needs root and hugepages (`esp`, `forward`).
+//!
+//! `spd`: SPD lookup cost in-process (no DPDK, no root): the classifier next to the linear
+//! scan per rule-set kind and size, with build time and memory (see `bench::spd`).
 
-use bench::run::{cpu_hz, measure, Dut, Ferrogate, Rate, Testpmd};
+use bench::esp::{Alg, Dir};
+use bench::frames::{Size, HOST_A, HOST_B};
+use bench::run::{cpu_hz, loadavg, measure, wait_quiet, Dut, Ferrogate, Rate, Testpmd};
+use bench::secgw::{self, Secgw, SecgwRun};
 use bench::{frames, pcap};
 use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(
@@ -74,6 +92,64 @@ enum Cmd {
         /// Seed of the rule sets and keys.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// ESP tunnel mode seal (out) and open (in), one core, beside the raw cipher speed and
+    /// optionally DPDK's ipsec-secgw.
+    Esp {
+        /// Algorithms in the config's names, ENCRYPTION[+INTEGRITY].
+        #[arg(long, value_delimiter = ',', default_value = "aes-gcm-128")]
+        algs: Vec<Alg>,
+        /// Directions: out (seal), in (open).
+        #[arg(long, value_delimiter = ',', default_value = "out,in")]
+        dirs: Vec<Dir>,
+        /// Plain frame sizes in bytes (no FCS) or `imix`.
+        #[arg(long, value_delimiter = ',', default_value = "64,512,1420,imix")]
+        sizes: Vec<Size>,
+        /// Distinct flows (UDP source ports), i.e. frames in the capture.
+        #[arg(long, default_value_t = 1024)]
+        flows: u16,
+        /// Seconds of warm-up before each window.
+        #[arg(long, default_value_t = 3.0)]
+        warmup: f64,
+        /// Seconds of each measured window.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Seconds of the raw cipher measurement per algorithm and size (default: --seconds,
+        /// at most 2).
+        #[arg(long)]
+        raw_seconds: Option<f64>,
+        /// Reference to run the same way: `ipsec-secgw` (AES-GCM-128/256 only).
+        #[arg(long)]
+        compare: Option<String>,
+        /// ipsec-secgw modes: legacy, lib (librte_ipsec), cpu (cpu-crypto).
+        #[arg(long, value_delimiter = ',', default_value = "legacy,lib,cpu")]
+        secgw_modes: Vec<secgw::Mode>,
+        /// Skip the one-pass capture + Scapy check of every measured path.
+        #[arg(long)]
+        no_verify: bool,
+        /// Where the ipsec-secgw build is cached (default: --dir).
+        #[arg(long)]
+        secgw_cache: Option<String>,
+        /// Before each measurement wait up to this many seconds for the machine to go idle
+        /// (other processes below 10 % of a core), as the reference figures did; 0: never wait.
+        #[arg(long, default_value_t = 0.0)]
+        quiet_wait: f64,
+        /// Scratch directory (captures, configs, logs, the ipsec-secgw build).
+        #[arg(long, default_value = "/var/tmp/ferrobench")]
+        dir: String,
+    },
+    /// Raw cipher speed of the dataplane's SaCrypto seal/open on ESP-shaped buffers.
+    Aead {
+        #[arg(long, value_delimiter = ',', default_value = "aes-gcm-128")]
+        algs: Vec<Alg>,
+        #[arg(long, value_delimiter = ',', default_value = "64,512,1420,imix")]
+        sizes: Vec<Size>,
+        /// Buffers per size (like the capture's frames).
+        #[arg(long, default_value_t = 1024)]
+        flows: u16,
+        /// Seconds spent sealing (and as many opening) per algorithm and size.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
     },
 }
 
@@ -192,6 +268,512 @@ fn spd(
     Ok(())
 }
 
+/// Everything `esp` needs besides the algorithm list.
+struct EspOpts {
+    dirs: Vec<Dir>,
+    sizes: Vec<Size>,
+    flows: u16,
+    warmup: f64,
+    seconds: f64,
+    raw_seconds: f64,
+    secgw_modes: Vec<secgw::Mode>,
+    verify: bool,
+    dir: PathBuf,
+    secgw_cache: PathBuf,
+    quiet_wait: Duration,
+}
+
+impl EspOpts {
+    /// Wait for an idle machine if asked to (the row's other% tells what it got).
+    fn settle(&self) {
+        if !self.quiet_wait.is_zero() {
+            wait_quiet(self.quiet_wait, 0.1);
+        }
+    }
+}
+
+/// One figure of the `esp` / `aead` tables.
+struct Fig {
+    prog: String,
+    alg: String,
+    dir: &'static str,
+    size: Size,
+    rate: Rate,
+}
+
+const HEADER: &str = "program          alg                            dir  bytes       Mpps     Gbps  cycles/pkt other%  core%  Mpps/core  note";
+
+fn print_fig(f: &Fig, mean_len: f64, hz: Option<f64>, note: &str) {
+    let cpp = hz
+        .map(|h| format!("{:.0}", f.rate.cycles_per_packet(h)))
+        .unwrap_or_else(|| "-".into());
+    let other = f
+        .rate
+        .other_cpu
+        .map(|c| format!("{:.0}", c * 100.0))
+        .unwrap_or_else(|| "-".into());
+    let core = f
+        .rate
+        .core_share
+        .map(|c| format!("{:.0}", c * 100.0))
+        .unwrap_or_else(|| "-".into());
+    let gbps = f.rate.packets as f64 * mean_len * 8.0 / f.rate.seconds / 1e9;
+    println!(
+        "{:<16} {:<30} {:<3} {:>6} {:>10.3} {:>8.2} {:>11} {:>6} {:>6} {:>10.3}  {note}",
+        f.prog,
+        f.alg,
+        f.dir,
+        f.size.to_string(),
+        f.rate.mpps(),
+        gbps,
+        cpp,
+        other,
+        core,
+        f.rate.mpps_per_core()
+    );
+}
+
+/// a/b on the per-core rates, so a row whose core was shared with someone else's job does not
+/// skew the ratio.
+fn ratio(a: &Rate, b: &Rate) -> f64 {
+    if b.packets == 0 {
+        f64::NAN
+    } else {
+        a.mpps_per_core() / b.mpps_per_core()
+    }
+}
+
+fn write_pcap(path: &Path, frames: &[Vec<u8>]) -> Result<(), String> {
+    pcap::try_write(path, frames).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Run the Scapy check of a one-pass capture; returns its one-line verdict.
+fn scapy_check(
+    work: &Path,
+    alg: &Alg,
+    dir: Dir,
+    input: &Path,
+    output: &Path,
+) -> Result<String, String> {
+    let Some(sa) = alg.check_json(dir) else {
+        return Ok(format!("unchecked: Scapy has no {}", alg.label));
+    };
+    let script = work.join("esp_check.py");
+    std::fs::write(&script, secgw::ESP_CHECK).map_err(|e| e.to_string())?;
+    let sa_path = work.join(format!("check_{}_{}.json", alg.label, dir.name()));
+    std::fs::write(&sa_path, sa.to_string()).map_err(|e| e.to_string())?;
+    let out = std::process::Command::new("/usr/bin/python3")
+        .arg(&script)
+        .arg(dir.name())
+        .arg(&sa_path)
+        .arg(input)
+        .arg(output)
+        .output()
+        .map_err(|e| format!("python3: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
+        format!(
+            "Scapy check failed to run: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let (ok, n) = (
+        v["ok"].as_u64().unwrap_or(0),
+        v["inputs"].as_u64().unwrap_or(0),
+    );
+    if out.status.success() {
+        Ok(format!(
+            "ok {ok}/{n} ({})",
+            match dir {
+                Dir::Out => "Scapy decrypted every ESP frame sent; inner packets = the input",
+                Dir::In => "Scapy decrypted the ESP input; every packet sent is one of those",
+            }
+        ))
+    } else {
+        Err(format!(
+            "FAILED {ok}/{n} matched, {} bad, {} frames out: {}",
+            v["bad"], v["frames"], v["first_error"]
+        ))
+    }
+}
+
+/// Wait until `count()` reaches `n` (or stalls for 3 s, or 30 s pass).
+fn wait_count(mut count: impl FnMut() -> Result<u64, String>, n: u64) -> Result<u64, String> {
+    let start = Instant::now();
+    let (mut last, mut since) = (0, Instant::now());
+    loop {
+        let c = count()?;
+        if c >= n {
+            return Ok(c);
+        }
+        if c != last {
+            (last, since) = (c, Instant::now());
+        }
+        if since.elapsed() > Duration::from_secs(3) || start.elapsed() > Duration::from_secs(30) {
+            return Ok(c);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// ferrogate's drop reasons as one line, with their share of what was transmitted.
+fn drops_line(fg: &Ferrogate) -> String {
+    let sent = fg.port_counter("out", "opackets").unwrap_or(0);
+    match fg.errors() {
+        Err(e) => format!("show errors failed: {e}"),
+        Ok(v) => {
+            let rows = v.as_array().cloned().unwrap_or_default();
+            if rows.is_empty() {
+                return format!("none ({sent} packets sent)");
+            }
+            let total: u64 = rows.iter().filter_map(|r| r["count"].as_u64()).sum();
+            let list: Vec<String> = rows
+                .iter()
+                .map(|r| format!("{}={}", r["reason"].as_str().unwrap_or("?"), r["count"]))
+                .collect();
+            let share = total as f64 / sent.max(1) as f64 * 100.0;
+            let flag = if share > 1.0 { "WARNING: " } else { "" };
+            format!("{flag}{} ({share:.2}% of {sent} sent)", list.join(" "))
+        }
+    }
+}
+
+fn esp_bench(algs: &[Alg], o: &EspOpts, compare: Option<&str>) -> Result<(), String> {
+    let secgw_on = match compare {
+        None => false,
+        Some("ipsec-secgw") | Some("secgw") => true,
+        Some(x) => return Err(format!("--compare: unknown reference '{x}' (ipsec-secgw)")),
+    };
+    if !(o.warmup >= 0.0 && o.seconds > 0.0 && o.raw_seconds > 0.0) {
+        return Err("--warmup must be ≥ 0, --seconds and --raw-seconds > 0".into());
+    }
+    let work = o.dir.join("esp");
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let secgw_bin = if secgw_on && algs.iter().any(|a| a.secgw_key().is_some()) {
+        Some(secgw::build(&o.secgw_cache)?)
+    } else {
+        None
+    };
+    let hz = cpu_hz();
+    let (w, s) = (
+        Duration::from_secs_f64(o.warmup),
+        Duration::from_secs_f64(o.seconds),
+    );
+    println!(
+        "# ferrobench esp: ESP tunnel mode over IPv4, one worker core (lcore 1) fed from memory (net_pcap infinite_rx) into net_null; warm-up {} s, window {} s; {} flows; core clock {}",
+        o.warmup,
+        o.seconds,
+        o.flows,
+        hz.map(|h| format!("{:.0} MHz", h / 1e6)).unwrap_or_else(|| "unknown".into())
+    );
+    println!("# load average at start: {} (1/5/15 min); other% = CPU used during the window by other processes (100 = one core); core% = share of the window the measured loop really ran on its core; Mpps/core = Mpps / core%, cycles/pkt count only the time it ran, and ratios are taken on Mpps/core (below ~90 core% the figure is still approximate: caches were shared)", loadavg());
+    println!("# bytes = plain frame length without FCS (the ESP frame is 54..86 B longer); Gbps counts plain frame bytes; imix = 7:4:1 of 60/590/1514 B (64/594/1518 on the wire)");
+    println!("# raw-seal / raw-open = dataplane SaCrypto::seal / open alone on the same buffers ({} s each; Mpps column = Mops)", o.raw_seconds);
+    println!("# inbound SA: replay_window = 0 (anti-replay off), like ipsec-secgw's default -w 0: the capture replays the same sequence numbers forever");
+    println!("{HEADER}");
+    let mut figs: Vec<Fig> = Vec::new();
+    let mut failures = Vec::new();
+    for alg in algs {
+        for &size in &o.sizes {
+            let lengths = size.lengths(o.flows);
+            let plain = frames::udp4_sized(&lengths, HOST_A, HOST_B);
+            let mean = frames::mean_len(&plain);
+            o.settle();
+            let (raw_seal, raw_open) = alg.raw_speed(&plain, o.raw_seconds)?;
+            let plain_pcap = work.join(format!("plain_{size}.pcap"));
+            write_pcap(&plain_pcap, &plain)?;
+            let esp_pcap = work.join(format!("in_{}_{size}.pcap", alg.label));
+            if o.dirs.contains(&Dir::In) {
+                let inner = frames::udp4_sized(&lengths, HOST_B, HOST_A);
+                write_pcap(&esp_pcap, &alg.inbound_frames(&inner)?)?;
+            }
+            for &dir in &o.dirs {
+                let input = match dir {
+                    Dir::Out => &plain_pcap,
+                    Dir::In => &esp_pcap,
+                };
+                let tag = format!("{} {} {size}", alg.label, dir.name());
+                // The measurement: the capture replayed from memory, output counted.
+                o.settle();
+                let mut fg = Box::new(Ferrogate::launch(&o.dir, |sock, prefix| {
+                    alg.ferrogate_config(
+                        dir,
+                        sock,
+                        prefix,
+                        &format!("net_pcap0,rx_pcap={},infinite_rx=1", input.display()),
+                        "net_null0,no-rx=1",
+                    )
+                })?);
+                let ours = measure(fg.as_mut(), w, s);
+                let drops = drops_line(&fg);
+                fg.stop()?;
+                let ours = Fig {
+                    prog: "ferrogate".into(),
+                    alg: alg.label.clone(),
+                    dir: dir.name(),
+                    size,
+                    rate: ours?,
+                };
+                let raw = Fig {
+                    prog: match dir {
+                        Dir::Out => "raw-seal".into(),
+                        Dir::In => "raw-open".into(),
+                    },
+                    rate: match dir {
+                        Dir::Out => raw_seal,
+                        Dir::In => raw_open,
+                    },
+                    alg: alg.label.clone(),
+                    dir: dir.name(),
+                    size,
+                };
+                print_fig(
+                    &ours,
+                    mean,
+                    hz,
+                    &format!("esp/raw {:.2}", ratio(&ours.rate, &raw.rate)),
+                );
+                print_fig(&raw, mean, hz, "");
+                println!("{:<16} {tag}: {drops}", "drops");
+                if o.verify {
+                    match verify_ferrogate(&o.dir, &work, alg, dir, size, input) {
+                        Ok(v) => println!("{:<16} {tag} ferrogate: {v}", "verify"),
+                        Err(e) => {
+                            println!("{:<16} {tag} ferrogate: {e}", "verify");
+                            failures.push(format!("ferrogate {tag}"));
+                        }
+                    }
+                }
+                let mut best: Option<Rate> = None;
+                if let (Some(bin), Some(key)) = (&secgw_bin, alg.secgw_key()) {
+                    for &mode in &o.secgw_modes {
+                        let cfg = work.join(format!("secgw_{:?}_{}.cfg", key, mode.name()));
+                        std::fs::write(&cfg, secgw::config(key, mode))
+                            .map_err(|e| e.to_string())?;
+                        let run = SecgwRun {
+                            bin,
+                            cfg: &cfg,
+                            mode,
+                            inbound: dir == Dir::In,
+                            rx_vdev: format!("net_pcap0,rx_pcap={},infinite_rx=1", input.display()),
+                            tx_vdev: "net_null0,no-rx=1".into(),
+                            log: o.dir.join("ipsec-secgw.log"),
+                        };
+                        let prog = format!("secgw-{}", mode.name());
+                        o.settle();
+                        let r = Secgw::start(&run).and_then(|sg| {
+                            let mut sg = Box::new(sg);
+                            let r = sg
+                                .wait_running(Duration::from_secs(30))
+                                .and_then(|_| measure(sg.as_mut(), w, s));
+                            let st = sg.stop();
+                            let r = r?;
+                            st.map(|_| r)
+                        });
+                        match r {
+                            Ok(rate) => {
+                                let f = Fig {
+                                    prog,
+                                    alg: alg.label.clone(),
+                                    dir: dir.name(),
+                                    size,
+                                    rate,
+                                };
+                                print_fig(
+                                    &f,
+                                    mean,
+                                    hz,
+                                    &format!("ferrogate/this {:.2}", ratio(&ours.rate, &rate)),
+                                );
+                                if best.is_none_or(|b| rate.mpps_per_core() > b.mpps_per_core()) {
+                                    best = Some(rate);
+                                }
+                                figs.push(f);
+                            }
+                            Err(e) => {
+                                println!("{prog:<16} {tag}: error: {e}");
+                                failures.push(format!("{prog} {tag}"));
+                            }
+                        }
+                        if o.verify {
+                            match verify_secgw(&work, &run, alg, dir, size, input) {
+                                Ok(v) => {
+                                    println!("{:<16} {tag} secgw-{}: {v}", "verify", mode.name())
+                                }
+                                Err(e) => {
+                                    println!("{:<16} {tag} secgw-{}: {e}", "verify", mode.name());
+                                    failures.push(format!("secgw-{} {tag}", mode.name()));
+                                }
+                            }
+                        }
+                    }
+                    if let Some(b) = best {
+                        println!(
+                            "{:<16} {tag}: ferrogate/best-secgw {:.2}",
+                            "ratio",
+                            ratio(&ours.rate, &b)
+                        );
+                    }
+                }
+                figs.push(ours);
+                figs.push(raw);
+            }
+        }
+    }
+    summary(&figs, algs, o);
+    println!("# load average at end: {}", loadavg());
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("failed: {}", failures.join(", ")))
+    }
+}
+
+/// The figures again as one table per algorithm: Mpps per size for each program and direction.
+fn summary(figs: &[Fig], algs: &[Alg], o: &EspOpts) {
+    println!("# summary: Mpps/core (raw-*: Mops per core) by size");
+    let sizes: Vec<String> = o
+        .sizes
+        .iter()
+        .map(|s| format!("{:>8}", s.to_string()))
+        .collect();
+    println!(
+        "{:<30} {:<3} {:<16} {}",
+        "alg",
+        "dir",
+        "program",
+        sizes.join("")
+    );
+    for alg in algs {
+        for dir in &o.dirs {
+            let mut progs: Vec<&str> = Vec::new();
+            for f in figs
+                .iter()
+                .filter(|f| f.alg == alg.label && f.dir == dir.name())
+            {
+                if !progs.contains(&f.prog.as_str()) {
+                    progs.push(&f.prog);
+                }
+            }
+            for p in progs {
+                let cells: Vec<String> = o
+                    .sizes
+                    .iter()
+                    .map(|s| {
+                        figs.iter()
+                            .find(|f| {
+                                f.alg == alg.label
+                                    && f.dir == dir.name()
+                                    && f.prog == p
+                                    && f.size == *s
+                            })
+                            .map(|f| format!("{:>8.2}", f.rate.mpps_per_core()))
+                            .unwrap_or_else(|| format!("{:>8}", "-"))
+                    })
+                    .collect();
+                println!(
+                    "{:<30} {:<3} {:<16} {}",
+                    alg.label,
+                    dir.name(),
+                    p,
+                    cells.join("")
+                );
+            }
+        }
+    }
+}
+
+/// One pass of the capture through ferrogate into a tx_pcap, then the Scapy check.
+fn verify_ferrogate(
+    scratch: &Path,
+    work: &Path,
+    alg: &Alg,
+    dir: Dir,
+    size: Size,
+    input: &Path,
+) -> Result<String, String> {
+    let n = pcap::read(input).len() as u64;
+    let out = work.join(format!(
+        "check_ferrogate_{}_{}_{size}.pcap",
+        alg.label,
+        dir.name()
+    ));
+    let _ = std::fs::remove_file(&out);
+    let fg = Box::new(Ferrogate::launch(scratch, |sock, prefix| {
+        alg.ferrogate_config(
+            dir,
+            sock,
+            prefix,
+            &format!("net_pcap0,rx_pcap={}", input.display()),
+            &format!("net_pcap1,tx_pcap={}", out.display()),
+        )
+    })?);
+    let sent = wait_count(|| fg.port_counter("out", "opackets"), n);
+    let drops = drops_line(&fg);
+    fg.stop()?;
+    let sent = sent?;
+    let v = scapy_check(work, alg, dir, input, &out)?;
+    Ok(format!("{v}; {sent}/{n} sent, drops: {drops}"))
+}
+
+/// One pass of the capture through ipsec-secgw into a tx_pcap, then the Scapy check.
+fn verify_secgw(
+    work: &Path,
+    run: &SecgwRun,
+    alg: &Alg,
+    dir: Dir,
+    size: Size,
+    input: &Path,
+) -> Result<String, String> {
+    let n = pcap::read(input).len() as u64;
+    let out = work.join(format!(
+        "check_secgw_{}_{}_{}_{size}.pcap",
+        run.mode.name(),
+        alg.label,
+        dir.name()
+    ));
+    let _ = std::fs::remove_file(&out);
+    let r = SecgwRun {
+        rx_vdev: format!("net_pcap0,rx_pcap={}", input.display()),
+        tx_vdev: format!("net_pcap1,tx_pcap={}", out.display()),
+        log: work.join("ipsec-secgw-check.log"),
+        ..*run
+    };
+    let mut sg = Box::new(Secgw::start(&r)?);
+    let sent = wait_count(|| sg.counter(1, "opackets"), n);
+    sg.stop()?;
+    let sent = sent?;
+    let v = scapy_check(work, alg, dir, input, &out)?;
+    Ok(format!("{v}; {sent}/{n} sent"))
+}
+
+fn aead(algs: &[Alg], sizes: &[Size], flows: u16, seconds: f64) -> Result<(), String> {
+    if seconds <= 0.0 {
+        return Err("--seconds must be > 0".into());
+    }
+    let hz = cpu_hz();
+    println!("# raw cipher speed: dataplane SaCrypto::seal / open in place on {flows} ESP tunnel packets per size (the buffers `esp` seals), {seconds} s each; Mpps column = Mops, Gbps of plain frame bytes; core clock {}", hz.map(|h| format!("{:.0} MHz", h / 1e6)).unwrap_or_else(|| "unknown".into()));
+    println!("{HEADER}");
+    for alg in algs {
+        for &size in sizes {
+            let plain = frames::udp4_sized(&size.lengths(flows), HOST_A, HOST_B);
+            let mean = frames::mean_len(&plain);
+            let (seal, open) = alg.raw_speed(&plain, seconds)?;
+            for (prog, rate) in [("raw-seal", seal), ("raw-open", open)] {
+                let f = Fig {
+                    prog: prog.into(),
+                    alg: alg.label.clone(),
+                    dir: "-",
+                    size,
+                    rate,
+                };
+                print_fig(&f, mean, hz, "");
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
@@ -212,6 +794,42 @@ fn main() -> ExitCode {
             aimed,
             seed,
         } => spd(&sizes, &sets, lookups, scan_lookups, keys, aimed, seed),
+        Cmd::Esp {
+            algs,
+            dirs,
+            sizes,
+            flows,
+            warmup,
+            seconds,
+            raw_seconds,
+            compare,
+            secgw_modes,
+            no_verify,
+            secgw_cache,
+            quiet_wait,
+            dir,
+        } => {
+            let o = EspOpts {
+                quiet_wait: Duration::from_secs_f64(quiet_wait.max(0.0)),
+                secgw_cache: PathBuf::from(secgw_cache.as_deref().unwrap_or(&dir)),
+                dirs,
+                sizes,
+                flows,
+                warmup,
+                seconds,
+                raw_seconds: raw_seconds.unwrap_or(seconds.min(2.0)),
+                secgw_modes,
+                verify: !no_verify,
+                dir: PathBuf::from(dir),
+            };
+            esp_bench(&algs, &o, compare.as_deref())
+        }
+        Cmd::Aead {
+            algs,
+            sizes,
+            flows,
+            seconds,
+        } => aead(&algs, &sizes, flows, seconds),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -122,6 +122,12 @@ pub fn esp_overhead_mtu(cfg: &SaConfig, underlay_mtu: u16) -> u16 {
     aligned.saturating_sub(2) as u16
 }
 
+/// The suite of config names `encryption` / `integrity` (e.g. `aes-gcm-128`, or `aes-cbc-128`
+/// with `hmac-sha256-128`), for tools that speak the config's language (ferrobench).
+pub fn suite_by_name(enc: &str, integ: Option<&str>) -> Result<Suite, String> {
+    suite_of(&|n| n.to_string(), enc, integ)
+}
+
 fn suite_of(f: &dyn Fn(&str) -> String, enc: &str, integ: Option<&str>) -> Result<Suite, String> {
     let e = enc.to_ascii_lowercase();
     let i = integ.map(|s| s.to_ascii_lowercase());
