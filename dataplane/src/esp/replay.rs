@@ -79,12 +79,6 @@ impl ReplayWindow {
         self.size
     }
 
-    /// True when anti-replay is on.
-    #[inline]
-    pub fn enabled(&self) -> bool {
-        self.size != 0
-    }
-
     /// True when Extended Sequence Numbers are in use.
     #[inline]
     pub fn esn(&self) -> bool {
@@ -101,10 +95,6 @@ impl ReplayWindow {
     /// full sequence number (with ESN, the inferred high 32 bits joined to `seq_low`).
     #[inline]
     pub fn check(&self, seq_low: u32) -> Result<u64, DropReason> {
-        if self.size == 0 {
-            // Off (never with ESN): no number is refused.
-            return Ok(seq_low as u64);
-        }
         let seq = if self.esn {
             self.infer(seq_low)?
         } else {
@@ -285,8 +275,6 @@ mod tests {
         for bad in [32, 63, 65, 100, 4160, 8192] {
             assert_eq!(ReplayWindow::new(bad, false), Err(BadWindowSize(bad)));
         }
-        assert_eq!(ReplayWindow::new(0, true), Err(BadWindowSize(0)));
-        assert!(!ReplayWindow::new(0, false).unwrap().enabled());
         for good in [64, 128, 192, 1024, 4096] {
             assert_eq!(ReplayWindow::new(good, true).unwrap().size(), good);
         }
@@ -332,20 +320,6 @@ mod tests {
         w.update(u32::MAX as u64);
         // Without ESN there is nothing after 2^32 - 1: small numbers are late.
         assert_eq!(w.check(5), Err(DropReason::EspReplayLate));
-    }
-
-    #[test]
-    fn size_zero_is_off() {
-        let mut w = ReplayWindow::new(0, false).unwrap();
-        for _ in 0..3 {
-            for s in [1u32, 5, 5, 2, u32::MAX, 1, 0] {
-                assert_eq!(w.check(s), Ok(s as u64));
-                w.update(s as u64);
-            }
-        }
-        assert_eq!(w.top(), u32::MAX as u64);
-        w.reset_to(7);
-        assert_eq!(w.check(3), Ok(3));
     }
 
     #[test]
