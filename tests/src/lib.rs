@@ -267,10 +267,19 @@ impl Daemon {
 
     /// Write `body` (a config without `[system]`) plus the harness's system block, start the
     /// daemon, and wait until it answers on its socket.
+    ///
+    /// DPDK's af_packet driver names its PACKET_FANOUT group `pid ^ ifindex`, so a daemon can
+    /// collide with another process's group (another test's daemon) and fail its probe with
+    /// "could not set PACKET_FANOUT"; that start, and only that, is retried (a new process
+    /// has a new pid).
     pub fn start(tag: &str, system_extra: &str, body: &str) -> Daemon {
-        match Self::try_start(tag, system_extra, body) {
-            Ok(d) => d,
-            Err(e) => panic!("{e}"),
+        let mut tries = 0;
+        loop {
+            match Self::try_start(tag, system_extra, body) {
+                Ok(d) => return d,
+                Err(e) if e.contains("could not set PACKET_FANOUT") && tries < 3 => tries += 1,
+                Err(e) => panic!("{e}"),
+            }
         }
     }
 

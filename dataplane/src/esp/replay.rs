@@ -23,9 +23,10 @@ use crate::stats::DropReason;
 pub const MIN_WINDOW: u32 = 64;
 /// Largest window size in bits.
 pub const MAX_WINDOW: u32 = 4096;
-/// Window size used when the configuration does not say (RFC 4303 recommends at least 64;
-/// high-rate multi-queue receivers reorder more than that).
-pub const DEFAULT_WINDOW: u32 = 1024;
+/// Window size used when the configuration does not say: 64, RFC 4303's recommended minimum
+/// and the reference products' default. A high-rate receiver that reorders more (several RX
+/// queues feeding one SA through the hand-off ring) should configure a larger one.
+pub const DEFAULT_WINDOW: u32 = 64;
 
 /// The notional window ESN inference uses when anti-replay is off.
 const OFF_INFERENCE_WINDOW: u32 = 1 << 31;
