@@ -241,7 +241,7 @@ fn tunnel_refusals_name_the_field() {
     one(
         "name = \"gre1\"",
         "name = \"lan\"",
-        "tunnels[0].name: 'lan' is already an interface or tunnel",
+        "tunnels[0].name: 'lan' is already an interface, tunnel or VTI",
     );
     one(
         "tunnel = \"vx100\"",
@@ -313,5 +313,5 @@ fn add_and_delete_at_runtime_respect_references() {
     assert!(s
         .add_tunnel("tunnel 'eip'", &raw)
         .unwrap_err()
-        .contains("already an interface or tunnel"));
+        .contains("already an interface, tunnel or VTI"));
 }

@@ -394,9 +394,12 @@ impl super::State {
     /// Add a tunnel (validated, then checked against everything else).
     pub fn add_tunnel(&mut self, at: &str, r: &RawTunnel) -> Result<(), String> {
         let t = tunnel_from_raw(at, r)?;
-        if self.tunnel_index(&t.name).is_some() || self.iface_index(&t.name).is_some() {
+        if self.tunnel_index(&t.name).is_some()
+            || self.iface_index(&t.name).is_some()
+            || self.ipsec.vtis.iter().any(|v| v.name == t.name)
+        {
             return Err(format!(
-                "{at}.name: '{}' is already an interface or tunnel",
+                "{at}.name: '{}' is already an interface, tunnel or VTI",
                 t.name
             ));
         }
