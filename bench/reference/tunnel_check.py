@@ -23,8 +23,9 @@ vxlan-gpe|geneve|ipip|etherip, "l2": bool, "key": n or null, "dport": n or null,
 "local", "remote": our and the peer's tunnel addresses, "peer_mac", "nexthop_mac"}.
 Prints one JSON line {"frames", "inputs", "ok", "bad", "other", "entropy", "first_error"}
 ("other" = frames out that are not part of the path, e.g. neighbor discovery; "entropy" =
-distinct outer UDP source ports, NVGRE FlowIDs or IPv6 flow labels seen); exit 1 unless every
-path frame matches and as many came out as went in.
+how many distinct outer UDP source ports, NVGRE FlowIDs and IPv6 flow labels were seen, by
+kind, in the tunnel packets: what the underlay could balance on); exit 1 unless every path
+frame matches and as many came out as went in.
 """
 import json, sys
 from collections import Counter
@@ -74,7 +75,7 @@ def unwrap(frame, src, dst, entropy):
         need(o.hlim == 64, f"outer hop limit {o.hlim}")
         need(len(o.original) == 40 + o.plen, "outer payload length")
         proto, l4 = o.nh, o.payload
-        entropy.add(("fl", o.fl))
+        entropy.add(("flow_label", o.fl))
     else:
         raise Bad(f"not IP (type {e.type:#x})")
     need((o.src, o.dst) == (src, dst), f"outer {o.src} -> {o.dst}, want {src} -> {dst}")
@@ -95,7 +96,7 @@ def unwrap(frame, src, dst, entropy):
             need(g.proto == 0x6558, f"GRE protocol {g.proto:#x} (want 0x6558)")
         if prof == "nvgre":
             need(g.key_present == 1 and g.key >> 8 == key, f"NVGRE VSID {g.key >> 8}")
-            entropy.add(("flowid", g.key & 0xFF))
+            entropy.add(("nvgre_flowid", g.key & 0xFF))
         elif key is None:
             need(g.key_present == 0, "GRE key present")
         else:
@@ -108,7 +109,7 @@ def unwrap(frame, src, dst, entropy):
     u = UDP(raw)
     need(u.dport == (spec["dport"] or UDP_PORT[prof]), f"UDP port {u.dport}")
     need(u.len == len(raw), f"UDP length {u.len} vs {len(raw)}")
-    entropy.add(("sport", u.sport))
+    entropy.add(("udp_sport", u.sport))
     if isinstance(o, IP):
         need(u.chksum == 0, "UDP checksum over IPv4 should be 0 (RFC 7348)")
     else:
@@ -180,7 +181,7 @@ else:
             inner = unwrap(bytes(p), spec["remote"], spec["local"], entropy)
         except Exception as ex:
             print(json.dumps({"frames": len(outs), "inputs": len(ins), "ok": 0, "bad": 0,
-                              "other": 0, "entropy": 0,
+                              "other": 0, "entropy": {},
                               "first_error": f"input {i} is not a valid tunnel packet: {ex}"}))
             sys.exit(1)
         want[inner if l2 else routed(inner)] += 1
@@ -203,5 +204,5 @@ else:
 if ok + bad != len(ins):
     first_error = first_error or f"{len(ins)} frames in, {ok + bad} out"
 print(json.dumps({"frames": len(outs), "inputs": len(ins), "ok": ok, "bad": bad, "other": other,
-                  "entropy": len(entropy), "first_error": first_error}))
+                  "entropy": Counter(k for k, _ in entropy), "first_error": first_error}))
 sys.exit(0 if bad == 0 and ok == len(ins) else 1)

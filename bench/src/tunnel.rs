@@ -731,10 +731,19 @@ fn check(work: &Path, t: &Type, dir: Dir, input: &Path, output: &Path) -> Result
         }
         Dir::Decap => "Scapy unwrapped the input; every frame sent is one of its inner frames",
     };
+    let entropy: Vec<String> = v["entropy"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, n)| format!("{n} {k}s")).collect())
+        .unwrap_or_default();
+    let entropy = if entropy.is_empty() {
+        "no entropy field".to_string()
+    } else {
+        format!("distinct outer {}", entropy.join(", "))
+    };
     if out.status.success() {
         Ok(format!(
-            "ok {ok}/{n} ({what}; {} distinct outer entropy values, {} other frames)",
-            v["entropy"], v["other"]
+            "ok {ok}/{n} ({what}; {entropy}; {} other frames)",
+            v["other"]
         ))
     } else {
         Err(format!(
