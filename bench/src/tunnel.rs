@@ -30,7 +30,7 @@ use crate::report::{self, rate_cells, RATE_HEADER};
 use crate::run::{self, cpu_hz, measure, settle, wait_count, Dut, Ferrogate, Rate, Testpmd};
 use dataplane::packet::{HeapPacket, Packet};
 use dataplane::tunnel::{self, Endpoints, Payload, TunnelEncap, TunnelKind};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -491,13 +491,12 @@ pub fn run(o: &Opts) -> Result<(), String> {
     println!("# bytes = plain (inner) frame without FCS; in_B / out_B = frames the program reads / sends (testpmd: the same capture, forwarded as is); Gbps counts input frame bytes");
     println!("# gre and gre-teb with key 7, nvgre VSID 5000, VXLAN / VXLAN-GPE / Geneve VNI 100; outer IPv4 172.16.1.1 <-> 172.16.1.2 (IPv6 types fd00:16::1 <-> ::2); encap: L3 types routed into the tunnel, L2 types from a whole-port cross-connect; decap: inner routed to a static next hop (L3) or out of the cross-connected port (L2)");
     if o.testpmd.is_some() {
-        println!("# testpmd is measured once per capture, before the first ferrogate row that reads it (encap captures are shared by the types); ratios are on Mpps/core");
+        println!("# each ferrogate row follows its own testpmd run on the same capture (the machine's speed drifts over minutes); ratios are on Mpps/core");
     }
     println!("{HEADER_LEFT} {RATE_HEADER}  note");
     let mut figs: Vec<Fig> = Vec::new();
     let mut failures: Vec<String> = Vec::new();
     let mut written: HashSet<PathBuf> = HashSet::new();
-    let mut testpmd: HashMap<PathBuf, Rate> = HashMap::new();
     for t in &o.types {
         for &dir in &o.dirs {
             for &size in &o.sizes {
@@ -527,14 +526,14 @@ pub fn run(o: &Opts) -> Result<(), String> {
                     Dir::Encap => (plain_mean, tunnel_mean),
                     Dir::Decap => (tunnel_mean, plain_mean),
                 };
-                // The reference, once per capture.
-                if let Some(mode) = o.testpmd {
-                    if !testpmd.contains_key(&input) {
+                // The reference on the same capture, right before (the machine drifts).
+                let reference = match o.testpmd {
+                    None => None,
+                    Some(mode) => {
                         settle(o.quiet_wait);
                         let mut tp = Box::new(Testpmd::start(&input, mode)?);
                         let r = measure(tp.as_mut(), w, s);
                         tp.stop()?;
-                        let rate = r?;
                         let f = Fig {
                             prog: format!("testpmd-{mode}"),
                             ty: t.name,
@@ -542,13 +541,13 @@ pub fn run(o: &Opts) -> Result<(), String> {
                             size,
                             in_len,
                             out_len: in_len,
-                            rate,
+                            rate: r?,
                             reference: None,
                         };
                         print_fig(&f, hz, "");
-                        testpmd.insert(input.clone(), rate);
+                        Some(f.rate)
                     }
-                }
+                };
                 // The measurement.
                 settle(o.quiet_wait);
                 let mut fg = Box::new(Ferrogate::launch(&o.dir, |sock, prefix| {
@@ -577,7 +576,7 @@ pub fn run(o: &Opts) -> Result<(), String> {
                     in_len,
                     out_len,
                     rate,
-                    reference: testpmd.get(&input).copied(),
+                    reference,
                 };
                 let mut note = String::new();
                 if let Some(r) = &f.reference {
