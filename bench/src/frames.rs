@@ -1,6 +1,6 @@
-//! Benchmark input frames: Ethernet/IPv4/UDP of an exact frame length (no FCS), one UDP
-//! source port per flow so RSS and flow caches see `flows` distinct flows, and the frame-size
-//! argument (`64`, `1420`, `imix`) the subcommands share.
+//! Benchmark input frames: Ethernet/IPv4/UDP (and Ethernet/IPv6/UDP) of an exact frame length
+//! (no FCS), one UDP source port per flow so RSS and flow caches see `flows` distinct flows,
+//! and the frame-size argument (`64`, `1420`, `imix`) the subcommands share.
 
 /// Destination MAC of the input frames (the forwarding port's address in every config).
 pub const DUT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
@@ -49,6 +49,41 @@ pub fn udp4_between(len: usize, flow: u16, src: [u8; 4], dst: [u8; 4]) -> Vec<u8
     udp[2..4].copy_from_slice(&5000u16.to_be_bytes());
     udp[4..6].copy_from_slice(&(ip_len - 20).to_be_bytes());
     udp[6..8].fill(0); // no UDP checksum: valid for IPv4, and what the reference pcaps carry
+    f
+}
+
+/// One Ethernet/IPv6/UDP frame of exactly `len` bytes (len ≥ 62) from `src` to `dst`: UDP
+/// sport 1024+flow, dport 5000, hop limit 64, payload 0xab, UDP checksum computed (IPv6
+/// requires one).
+pub fn udp6_between(len: usize, flow: u16, src: [u8; 16], dst: [u8; 16]) -> Vec<u8> {
+    assert!(len >= 62, "frame length {len} below Ethernet+IPv6+UDP");
+    let mut f = vec![0xabu8; len];
+    f[0..6].copy_from_slice(&DUT_MAC);
+    f[6..12].copy_from_slice(&SRC_MAC);
+    f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+    let udp_len = (len - 54) as u16;
+    let ip = &mut f[14..54];
+    ip[..8].copy_from_slice(&[0x60, 0, 0, 0, 0, 0, 17, 64]);
+    ip[4..6].copy_from_slice(&udp_len.to_be_bytes());
+    ip[8..24].copy_from_slice(&src);
+    ip[24..40].copy_from_slice(&dst);
+    let udp = &mut f[54..62];
+    udp[0..2].copy_from_slice(&(1024u16.wrapping_add(flow)).to_be_bytes());
+    udp[2..4].copy_from_slice(&5000u16.to_be_bytes());
+    udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
+    udp[6..8].fill(0);
+    // Pseudo-header (addresses, upper-layer length, next header) + the datagram.
+    let mut sum = Vec::with_capacity(40 + udp_len as usize);
+    sum.extend_from_slice(&src);
+    sum.extend_from_slice(&dst);
+    sum.extend_from_slice(&u32::from(udp_len).to_be_bytes());
+    sum.extend_from_slice(&[0, 0, 0, 17]);
+    sum.extend_from_slice(&f[54..]);
+    let c = match csum(&sum) {
+        0 => 0xffff, // RFC 8200 §8.1: a computed 0 is sent as all ones
+        c => c,
+    };
+    f[60..62].copy_from_slice(&c.to_be_bytes());
     f
 }
 
@@ -127,6 +162,25 @@ mod tests {
             assert_eq!(f.len(), len);
             assert_eq!(super::csum(&f[14..34]), 0, "header checksum verifies");
             assert_eq!(u16::from_be_bytes([f[16], f[17]]) as usize, len - 14);
+        }
+    }
+
+    #[test]
+    fn ipv6_exact_length_and_valid_checksum() {
+        let (a, b) = (
+            [0xfd, 0, 0, 0xa, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0xfdu8; 16],
+        );
+        for len in [64, 512, 1420] {
+            let f = super::udp6_between(len, 7, a, b);
+            assert_eq!(f.len(), len);
+            assert_eq!(u16::from_be_bytes([f[18], f[19]]) as usize, len - 54);
+            let mut ph = a.to_vec();
+            ph.extend_from_slice(&b);
+            ph.extend_from_slice(&((len - 54) as u32).to_be_bytes());
+            ph.extend_from_slice(&[0, 0, 0, 17]);
+            ph.extend_from_slice(&f[54..]);
+            assert_eq!(super::csum(&ph), 0, "UDP checksum verifies");
         }
     }
 

@@ -6,12 +6,15 @@
 //! output port's ethdev counters over a window after a warm-up. Both programs are measured the
 //! same way in the same invocation, so their ratio is fair even on a machine whose speed drifts.
 //!
-//! `spd` measures the SPD classifier against the linear scan in-process (no DPDK).
+//! `tunnel` measures each overlay tunnel's encap and decap that way next to testpmd; `spd`
+//! measures the SPD classifier against the linear scan in-process (no DPDK).
 
 pub mod esp;
 pub mod frames;
 pub mod pcap;
+pub mod report;
 pub mod run;
 pub mod secgw;
 pub mod spd;
 pub mod telemetry;
+pub mod tunnel;

@@ -187,6 +187,34 @@ pub fn wait_quiet(max: Duration, threshold: f64) -> f64 {
     }
 }
 
+/// Before a measurement: wait up to `max` for the machine to go idle (others below 10 % of a
+/// core, as the reference figures did); nothing when `max` is zero. The row's other% column
+/// tells what it got.
+pub fn settle(max: Duration) {
+    if !max.is_zero() {
+        wait_quiet(max, 0.1);
+    }
+}
+
+/// Wait until `count()` reaches `n` (or stalls for 3 s, or 30 s pass); its last value.
+pub fn wait_count(mut count: impl FnMut() -> Result<u64, String>, n: u64) -> Result<u64, String> {
+    let start = Instant::now();
+    let (mut last, mut since) = (0, Instant::now());
+    loop {
+        let c = count()?;
+        if c >= n {
+            return Ok(c);
+        }
+        if c != last {
+            (last, since) = (c, Instant::now());
+        }
+        if since.elapsed() > Duration::from_secs(3) || start.elapsed() > Duration::from_secs(30) {
+            return Ok(c);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The 1/5/15-minute load averages, as /proc/loadavg gives them.
 pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -317,6 +345,39 @@ via = "10.9.0.2"
     /// `show errors`: one row per drop reason seen (`reason`, `count`, ...).
     pub fn errors(&self) -> Result<serde_json::Value, String> {
         Ok(client::call(&self.socket, &Request::ShowErrors)?.data)
+    }
+
+    /// `show errors` as (reason, count) pairs; empty when nothing was dropped.
+    pub fn drops(&self) -> Result<Vec<(String, u64)>, String> {
+        let v = self.errors()?;
+        Ok(v.as_array()
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        (
+                            r["reason"].as_str().unwrap_or("?").to_string(),
+                            r["count"].as_u64().unwrap_or(0),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// `show errors` as one line, with the drops' share of what port "out" transmitted.
+    pub fn drops_line(&self) -> String {
+        let sent = self.port_counter("out", "opackets").unwrap_or(0);
+        match self.drops() {
+            Err(e) => format!("show errors failed: {e}"),
+            Ok(rows) if rows.is_empty() => format!("none ({sent} packets sent)"),
+            Ok(rows) => {
+                let total: u64 = rows.iter().map(|r| r.1).sum();
+                let list: Vec<String> = rows.iter().map(|(r, n)| format!("{r}={n}")).collect();
+                let share = total as f64 / sent.max(1) as f64 * 100.0;
+                let flag = if share > 1.0 { "WARNING: " } else { "" };
+                format!("{flag}{} ({share:.2}% of {sent} sent)", list.join(" "))
+            }
+        }
     }
 
     /// `show ipsec sa`: one row per SA with its counters.

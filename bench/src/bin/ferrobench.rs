@@ -5,6 +5,8 @@
 //!                  [--sizes 64,512,1420,imix] [--seconds 10] [--compare ipsec-secgw]
 //!                  [--secgw-modes legacy,lib,cpu] [--no-verify]
 //!   ferrobench aead [--algs ...] [--sizes ...] [--seconds 2]
+//!   ferrobench tunnel [--types gre,vxlan,...] [--dirs encap,decap] [--sizes 64,512,1420]
+//!                     [--seconds 10] [--compare testpmd|testpmd-io|none] [--quiet-wait 300]
 //!
 //! `forward`: one forwarding core (lcore 1) fed from memory (net_pcap infinite_rx) into
 //! net_null; Mpps, Gbps and cycles/packet per frame size, and with `--compare testpmd` the same
@@ -20,20 +22,25 @@
 //! captures. Unless `--no-verify`, every program's output of one pass over the capture is
 //! checked with Scapy (decrypt and match), and ferrogate's drop counters are shown.
 //!
-//! `aead`: the raw cipher speed alone. Needs root and hugepages (`esp`, `forward`).
+//! `aead`: the raw cipher speed alone. Needs root and hugepages (`esp`, `forward`, `tunnel`).
+//!
+//! `tunnel`: each overlay tunnel type's encapsulation and decapsulation through the same
+//! harness, next to testpmd mac forwarding on the same captures, every path checked once by
+//! Scapy (see `bench::tunnel`).
 //!
 //! `spd`: SPD lookup cost in-process (no DPDK, no root): the classifier next to the linear
 //! scan per rule-set kind and size, with build time and memory (see `bench::spd`).
 
 use bench::esp::{Alg, Dir};
 use bench::frames::{Size, HOST_A, HOST_B};
-use bench::run::{cpu_hz, loadavg, measure, wait_quiet, Dut, Ferrogate, Rate, Testpmd};
+use bench::report::{self, rate_cells};
+use bench::run::{cpu_hz, loadavg, measure, settle, wait_count, Dut, Ferrogate, Rate, Testpmd};
 use bench::secgw::{self, Secgw, SecgwRun};
 use bench::{frames, pcap};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -135,6 +142,43 @@ enum Cmd {
         #[arg(long, default_value_t = 0.0)]
         quiet_wait: f64,
         /// Scratch directory (captures, configs, logs, the ipsec-secgw build).
+        #[arg(long, default_value = "/var/tmp/ferrobench")]
+        dir: String,
+    },
+    /// Overlay tunnel encapsulation and decapsulation per type, one core, next to testpmd
+    /// mac forwarding on the same captures; every path checked once by Scapy.
+    Tunnel {
+        /// Tunnel types (see `bench::tunnel::TYPES`): gre, gre-teb, nvgre, vxlan, vxlan-gpe,
+        /// geneve, ipip, etherip, and ip6ip6, vxlan6 (IPv6 underlay), vxlan-gpe-ip, geneve-ip.
+        #[arg(long, value_delimiter = ',', default_value = bench::tunnel::DEFAULT_TYPES)]
+        types: Vec<bench::tunnel::Type>,
+        /// Directions: encap (plain in, tunnel out), decap (tunnel in, inner out).
+        #[arg(long, value_delimiter = ',', default_value = "encap,decap")]
+        dirs: Vec<bench::tunnel::Dir>,
+        /// Plain (inner) frame sizes in bytes (no FCS) or `imix`.
+        #[arg(long, value_delimiter = ',', default_value = "64,512,1420")]
+        sizes: Vec<Size>,
+        /// Distinct flows (inner UDP source ports), i.e. frames in each capture.
+        #[arg(long, default_value_t = 1024)]
+        flows: u16,
+        /// Seconds of warm-up before each window.
+        #[arg(long, default_value_t = 3.0)]
+        warmup: f64,
+        /// Seconds of each measured window.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Reference run the same way on the same captures: testpmd (mac forwarding),
+        /// testpmd-io, or none.
+        #[arg(long, default_value = "testpmd")]
+        compare: String,
+        /// Skip the one-pass capture + Scapy check of every measured path.
+        #[arg(long)]
+        no_verify: bool,
+        /// Before each measurement wait up to this many seconds for the machine to go idle
+        /// (other processes below 10 % of a core); 0: never wait.
+        #[arg(long, default_value_t = 0.0)]
+        quiet_wait: f64,
+        /// Scratch directory (captures, configs, logs).
         #[arg(long, default_value = "/var/tmp/ferrobench")]
         dir: String,
     },
@@ -286,9 +330,7 @@ struct EspOpts {
 impl EspOpts {
     /// Wait for an idle machine if asked to (the row's other% tells what it got).
     fn settle(&self) {
-        if !self.quiet_wait.is_zero() {
-            wait_quiet(self.quiet_wait, 0.1);
-        }
+        settle(self.quiet_wait);
     }
 }
 
@@ -304,44 +346,17 @@ struct Fig {
 const HEADER: &str = "program          alg                            dir  bytes       Mpps     Gbps  cycles/pkt other%  core%  Mpps/core  note";
 
 fn print_fig(f: &Fig, mean_len: f64, hz: Option<f64>, note: &str) {
-    let cpp = hz
-        .map(|h| format!("{:.0}", f.rate.cycles_per_packet(h)))
-        .unwrap_or_else(|| "-".into());
-    let other = f
-        .rate
-        .other_cpu
-        .map(|c| format!("{:.0}", c * 100.0))
-        .unwrap_or_else(|| "-".into());
-    let core = f
-        .rate
-        .core_share
-        .map(|c| format!("{:.0}", c * 100.0))
-        .unwrap_or_else(|| "-".into());
-    let gbps = f.rate.packets as f64 * mean_len * 8.0 / f.rate.seconds / 1e9;
     println!(
-        "{:<16} {:<30} {:<3} {:>6} {:>10.3} {:>8.2} {:>11} {:>6} {:>6} {:>10.3}  {note}",
+        "{:<16} {:<30} {:<3} {:>6} {}  {note}",
         f.prog,
         f.alg,
         f.dir,
         f.size.to_string(),
-        f.rate.mpps(),
-        gbps,
-        cpp,
-        other,
-        core,
-        f.rate.mpps_per_core()
+        rate_cells(&f.rate, mean_len, hz)
     );
 }
 
-/// a/b on the per-core rates, so a row whose core was shared with someone else's job does not
-/// skew the ratio.
-fn ratio(a: &Rate, b: &Rate) -> f64 {
-    if b.packets == 0 {
-        f64::NAN
-    } else {
-        a.mpps_per_core() / b.mpps_per_core()
-    }
-}
+use report::ratio;
 
 fn write_pcap(path: &Path, frames: &[Vec<u8>]) -> Result<(), String> {
     pcap::try_write(path, frames).map_err(|e| format!("{}: {e}", path.display()))
@@ -397,47 +412,6 @@ fn scapy_check(
     }
 }
 
-/// Wait until `count()` reaches `n` (or stalls for 3 s, or 30 s pass).
-fn wait_count(mut count: impl FnMut() -> Result<u64, String>, n: u64) -> Result<u64, String> {
-    let start = Instant::now();
-    let (mut last, mut since) = (0, Instant::now());
-    loop {
-        let c = count()?;
-        if c >= n {
-            return Ok(c);
-        }
-        if c != last {
-            (last, since) = (c, Instant::now());
-        }
-        if since.elapsed() > Duration::from_secs(3) || start.elapsed() > Duration::from_secs(30) {
-            return Ok(c);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// ferrogate's drop reasons as one line, with their share of what was transmitted.
-fn drops_line(fg: &Ferrogate) -> String {
-    let sent = fg.port_counter("out", "opackets").unwrap_or(0);
-    match fg.errors() {
-        Err(e) => format!("show errors failed: {e}"),
-        Ok(v) => {
-            let rows = v.as_array().cloned().unwrap_or_default();
-            if rows.is_empty() {
-                return format!("none ({sent} packets sent)");
-            }
-            let total: u64 = rows.iter().filter_map(|r| r["count"].as_u64()).sum();
-            let list: Vec<String> = rows
-                .iter()
-                .map(|r| format!("{}={}", r["reason"].as_str().unwrap_or("?"), r["count"]))
-                .collect();
-            let share = total as f64 / sent.max(1) as f64 * 100.0;
-            let flag = if share > 1.0 { "WARNING: " } else { "" };
-            format!("{flag}{} ({share:.2}% of {sent} sent)", list.join(" "))
-        }
-    }
-}
-
 fn esp_bench(algs: &[Alg], o: &EspOpts, compare: Option<&str>) -> Result<(), String> {
     let secgw_on = match compare {
         None => false,
@@ -466,7 +440,11 @@ fn esp_bench(algs: &[Alg], o: &EspOpts, compare: Option<&str>) -> Result<(), Str
         o.flows,
         hz.map(|h| format!("{:.0} MHz", h / 1e6)).unwrap_or_else(|| "unknown".into())
     );
-    println!("# load average at start: {} (1/5/15 min); other% = CPU used during the window by other processes (100 = one core); core% = share of the window the measured loop really ran on its core; Mpps/core = Mpps / core%, cycles/pkt count only the time it ran, and ratios are taken on Mpps/core (below ~90 core% the figure is still approximate: caches were shared)", loadavg());
+    println!(
+        "# load average at start: {} (1/5/15 min); {}",
+        loadavg(),
+        report::LOAD_NOTE
+    );
     println!("# bytes = plain frame length without FCS (the ESP frame is 54..86 B longer); Gbps counts plain frame bytes; imix = 7:4:1 of 60/590/1514 B (64/594/1518 on the wire)");
     println!("# raw-seal / raw-open = dataplane SaCrypto::seal / open alone on the same buffers ({} s each; Mpps column = Mops)", o.raw_seconds);
     println!("# inbound SA: replay_window = 0 (anti-replay off), like ipsec-secgw's default -w 0: the capture replays the same sequence numbers forever");
@@ -505,7 +483,7 @@ fn esp_bench(algs: &[Alg], o: &EspOpts, compare: Option<&str>) -> Result<(), Str
                     )
                 })?);
                 let ours = measure(fg.as_mut(), w, s);
-                let drops = drops_line(&fg);
+                let drops = fg.drops_line();
                 fg.stop()?;
                 let ours = Fig {
                     prog: "ferrogate".into(),
@@ -709,7 +687,7 @@ fn verify_ferrogate(
         )
     })?);
     let sent = wait_count(|| fg.port_counter("out", "opackets"), n);
-    let drops = drops_line(&fg);
+    let drops = fg.drops_line();
     fg.stop()?;
     let sent = sent?;
     let v = scapy_check(work, alg, dir, input, &out)?;
@@ -830,6 +808,39 @@ fn main() -> ExitCode {
             flows,
             seconds,
         } => aead(&algs, &sizes, flows, seconds),
+        Cmd::Tunnel {
+            types,
+            dirs,
+            sizes,
+            flows,
+            warmup,
+            seconds,
+            compare,
+            no_verify,
+            quiet_wait,
+            dir,
+        } => match compare.as_str() {
+            "testpmd" | "testpmd-mac" => Ok(Some("mac")),
+            "testpmd-io" => Ok(Some("io")),
+            "none" => Ok(None),
+            o => Err(format!(
+                "--compare: unknown reference '{o}' (testpmd, testpmd-io, none)"
+            )),
+        }
+        .and_then(|testpmd| {
+            bench::tunnel::run(&bench::tunnel::Opts {
+                types,
+                dirs,
+                sizes,
+                flows,
+                warmup,
+                seconds,
+                testpmd,
+                verify: !no_verify,
+                quiet_wait: Duration::from_secs_f64(quiet_wait.max(0.0)),
+                dir: PathBuf::from(dir),
+            })
+        }),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
