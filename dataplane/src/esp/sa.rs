@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use super::crypto::{KeyError, SaCrypto, Suite};
 use super::replay::{BadWindowSize, ReplayWindow, DEFAULT_WINDOW};
+use super::template::OuterTemplate;
 use crate::stats::{Counter, DropReason};
+use crate::wire::ipproto;
 
 /// Default NAT-T port (RFC 3948).
 pub const NATT_PORT: u16 = 4500;
@@ -171,6 +173,8 @@ pub struct Sa {
     seq_out: u64,
     /// Identification of the next outer IPv4 header.
     ident: u16,
+    /// The outer header's constant part (tunnel mode), built once here.
+    outer: Option<OuterTemplate>,
     lifetime: Lifetime,
     used_bytes: u64,
     used_packets: u64,
@@ -196,6 +200,16 @@ impl Sa {
         if cfg.initial_seq > 1 {
             replay.reset_to(cfg.initial_seq - 1);
         }
+        let proto = if cfg.natt.is_some() {
+            ipproto::UDP
+        } else {
+            ipproto::ESP
+        };
+        let outer = match cfg.mode {
+            Mode::Tunnel4 { local, remote } => Some(OuterTemplate::v4(local, remote, proto)),
+            Mode::Tunnel6 { local, remote } => Some(OuterTemplate::v6(local, remote, proto)),
+            Mode::Transport => None,
+        };
         Ok(Sa {
             spi: cfg.spi,
             mode: cfg.mode,
@@ -205,6 +219,7 @@ impl Sa {
             replay,
             seq_out: cfg.initial_seq - 1,
             ident: (cfg.spi as u16) ^ ((cfg.spi >> 16) as u16),
+            outer,
             lifetime: cfg.lifetime,
             used_bytes: 0,
             used_packets: 0,
@@ -348,6 +363,12 @@ impl Sa {
         let i = self.ident;
         self.ident = i.wrapping_add(1);
         i
+    }
+
+    /// The outer header template (tunnel mode only).
+    #[inline]
+    pub(crate) fn outer_template(&self) -> Option<&OuterTemplate> {
+        self.outer.as_ref()
     }
 
     /// Drop with `EspSaExpired` once the hard lifetime is reached.
