@@ -175,6 +175,9 @@ pub struct Sa {
     ident: u16,
     /// The outer header's constant part (tunnel mode), built once here.
     outer: Option<OuterTemplate>,
+    /// The owning worker's memo of the route to `remote` (tunnel mode): (table version,
+    /// next-hop index). Refreshed when the worker runs a new table version.
+    outer_nh: Option<(u64, u32)>,
     lifetime: Lifetime,
     used_bytes: u64,
     used_packets: u64,
@@ -220,6 +223,7 @@ impl Sa {
             seq_out: cfg.initial_seq - 1,
             ident: (cfg.spi as u16) ^ ((cfg.spi >> 16) as u16),
             outer,
+            outer_nh: None,
             lifetime: cfg.lifetime,
             used_bytes: 0,
             used_packets: 0,
@@ -369,6 +373,22 @@ impl Sa {
     #[inline]
     pub(crate) fn outer_template(&self) -> Option<&OuterTemplate> {
         self.outer.as_ref()
+    }
+
+    /// The remembered next-hop index towards the tunnel peer, if it was looked up in table
+    /// version `version` (a worker adopts a new table only with a new version number).
+    #[inline]
+    pub(crate) fn outer_nh(&self, version: u64) -> Option<u32> {
+        match self.outer_nh {
+            Some((v, nh)) if v == version => Some(nh),
+            _ => None,
+        }
+    }
+
+    /// Remember the next-hop index towards the tunnel peer in table version `version`.
+    #[inline]
+    pub(crate) fn set_outer_nh(&mut self, version: u64, nh: u32) {
+        self.outer_nh = Some((version, nh));
     }
 
     /// Drop with `EspSaExpired` once the hard lifetime is reached.
