@@ -18,8 +18,8 @@ use super::sa::{Mode, Sa};
 use crate::outer::OuterPolicy;
 use crate::packet::Packet;
 use crate::stats::DropReason;
-use crate::wire::ipv4::{Ipv4Repr, MIN_HEADER_LEN as IPV4_LEN};
-use crate::wire::ipv6::{Ipv6Repr, HEADER_LEN as IPV6_LEN};
+use crate::wire::ipv4::MIN_HEADER_LEN as IPV4_LEN;
+use crate::wire::ipv6::HEADER_LEN as IPV6_LEN;
 use crate::wire::{ipproto, put16, put32, udp, Ipv4Packet, Ipv6Packet};
 
 /// What one encapsulation produced.
@@ -199,37 +199,19 @@ fn tunnel<P: Packet>(
     let b = pkt.data_mut();
     let total = b.len();
     let tos = policy.outer_tos(inner_tos);
-    let proto = if natt.is_some() {
-        ipproto::UDP
-    } else {
-        ipproto::ESP
+    // The outer header from the SA's template (constant fields and their checksum share
+    // precomputed); `esp + g.hdr` octets were prepended, so `b` holds it.
+    let Some(tpl) = sa.outer_template() else {
+        return Err(DropReason::EspModeMismatch);
     };
     let (src, dst) = match sa.mode() {
-        Mode::Tunnel4 { local, remote } => {
-            Ipv4Repr {
-                src: local.octets(),
-                dst: remote.octets(),
-                protocol: proto,
-                tos,
-                ttl: policy.ttl,
-                ident,
-                dont_frag: policy.outer_df(inner_df),
-                payload_len: (total - IPV4_LEN) as u16,
-            }
-            .emit(b);
+        Mode::Tunnel4 { .. } => {
+            let df = policy.outer_df(inner_df);
+            tpl.emit4(b, tos, total as u16, ident, df, policy.ttl);
             (None, None)
         }
         Mode::Tunnel6 { local, remote } => {
-            Ipv6Repr {
-                src: local.octets(),
-                dst: remote.octets(),
-                next_header: proto,
-                traffic_class: tos,
-                flow_label: 0,
-                hop_limit: policy.ttl,
-                payload_len: (total - IPV6_LEN) as u16,
-            }
-            .emit(b);
+            tpl.emit6(b, tos, (total - IPV6_LEN) as u16, policy.ttl);
             (Some(local.octets()), Some(remote.octets()))
         }
         Mode::Transport => return Err(DropReason::EspModeMismatch),

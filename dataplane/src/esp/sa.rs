@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use super::crypto::{KeyError, SaCrypto, Suite};
 use super::replay::{BadWindowSize, ReplayWindow, DEFAULT_WINDOW};
+use super::template::OuterTemplate;
 use crate::stats::{Counter, DropReason};
+use crate::wire::ipproto;
 
 /// Default NAT-T port (RFC 3948).
 pub const NATT_PORT: u16 = 4500;
@@ -171,6 +173,11 @@ pub struct Sa {
     seq_out: u64,
     /// Identification of the next outer IPv4 header.
     ident: u16,
+    /// The outer header's constant part (tunnel mode), built once here.
+    outer: Option<OuterTemplate>,
+    /// The owning worker's memo of the route to `remote` (tunnel mode): (table version,
+    /// next-hop index). Refreshed when the worker runs a new table version.
+    outer_nh: Option<(u64, u32)>,
     lifetime: Lifetime,
     used_bytes: u64,
     used_packets: u64,
@@ -196,6 +203,16 @@ impl Sa {
         if cfg.initial_seq > 1 {
             replay.reset_to(cfg.initial_seq - 1);
         }
+        let proto = if cfg.natt.is_some() {
+            ipproto::UDP
+        } else {
+            ipproto::ESP
+        };
+        let outer = match cfg.mode {
+            Mode::Tunnel4 { local, remote } => Some(OuterTemplate::v4(local, remote, proto)),
+            Mode::Tunnel6 { local, remote } => Some(OuterTemplate::v6(local, remote, proto)),
+            Mode::Transport => None,
+        };
         Ok(Sa {
             spi: cfg.spi,
             mode: cfg.mode,
@@ -205,6 +222,8 @@ impl Sa {
             replay,
             seq_out: cfg.initial_seq - 1,
             ident: (cfg.spi as u16) ^ ((cfg.spi >> 16) as u16),
+            outer,
+            outer_nh: None,
             lifetime: cfg.lifetime,
             used_bytes: 0,
             used_packets: 0,
@@ -348,6 +367,28 @@ impl Sa {
         let i = self.ident;
         self.ident = i.wrapping_add(1);
         i
+    }
+
+    /// The outer header template (tunnel mode only).
+    #[inline]
+    pub(crate) fn outer_template(&self) -> Option<&OuterTemplate> {
+        self.outer.as_ref()
+    }
+
+    /// The remembered next-hop index towards the tunnel peer, if it was looked up in table
+    /// version `version` (a worker adopts a new table only with a new version number).
+    #[inline]
+    pub(crate) fn outer_nh(&self, version: u64) -> Option<u32> {
+        match self.outer_nh {
+            Some((v, nh)) if v == version => Some(nh),
+            _ => None,
+        }
+    }
+
+    /// Remember the next-hop index towards the tunnel peer in table version `version`.
+    #[inline]
+    pub(crate) fn set_outer_nh(&mut self, version: u64, nh: u32) {
+        self.outer_nh = Some((version, nh));
     }
 
     /// Drop with `EspSaExpired` once the hard lifetime is reached.

@@ -147,6 +147,45 @@ fn path_mtu(t: &Tables, mode: esp::Mode, d: &[u8], v6: bool) -> Option<usize> {
     Some(mtu as usize)
 }
 
+/// Where a packet just sealed in tunnel mode (`len` octets) can go without passing IP input
+/// and forwarding again: the index of its next hop when that is a resolved adjacency it fits.
+/// Those nodes would do nothing else for it — the outer header is ours and valid, no Ethernet
+/// padding follows it, our own packets keep their TTL and ESP output is not policy-checked
+/// again — so it goes straight to output. Everything else (no route, unresolved neighbor, a
+/// tunnel or VTI next hop, local delivery, over the MTU, a multicast address IP input would
+/// refuse or deliver locally, transport mode) returns `None` and takes the general path, which
+/// handles and counts it. The route to the peer is looked up once per table version and
+/// remembered on the SA (only its owner, this worker, touches it).
+#[inline]
+fn outer_adjacency(t: &Tables, sa: &mut esp::Sa, len: usize) -> Option<u32> {
+    let idx = match sa.outer_nh(t.version) {
+        Some(idx) => idx,
+        None => {
+            let (idx, _) = match sa.mode() {
+                esp::Mode::Tunnel4 { local, remote } => {
+                    if local.octets()[0] >= 224 || remote.octets()[0] >= 224 {
+                        return None;
+                    }
+                    t.fib.lookup4_idx(remote.octets()).ok()?
+                }
+                esp::Mode::Tunnel6 { remote, .. } => {
+                    if remote.octets()[0] == 0xff {
+                        return None;
+                    }
+                    t.fib.lookup6_idx(remote.octets()).ok()?
+                }
+                esp::Mode::Transport => return None,
+            };
+            sa.set_outer_nh(t.version, idx);
+            idx
+        }
+    };
+    match t.fib.nexthops().get(idx as usize)? {
+        NextHop::Forward(adj) if len <= adj.mtu as usize => Some(idx),
+        _ => None,
+    }
+}
+
 /// The IPv4 source of the packet at the start of `d` as a number (0 for IPv6 or a short
 /// header): the peer named in reject logs.
 #[inline]
@@ -512,12 +551,20 @@ impl<P: Packet> Pipeline<P> {
                 if info.soft_expired {
                     let _ = env.event(Event::SaSoftExpired { sa: slot });
                 }
+                let direct = outer_adjacency(t, &mut owned.sa, info.len);
                 let m = &mut self.meta[i];
                 m.v6 = p.data().first().is_some_and(|b| b >> 4 == 6);
                 m.esp_out = true;
                 m.local_origin = true;
                 m.l2_len = 0;
-                self.reenter(ctx, i, Node::IpIn);
+                match direct {
+                    Some(nh) => {
+                        m.nh = nh;
+                        // Still a re-entry for the loop bound, like the IP input pass it skips.
+                        self.reenter(ctx, i, Node::Output);
+                    }
+                    None => self.reenter(ctx, i, Node::IpIn),
+                }
             }
             Err(r) => {
                 if matches!(r, DropReason::EspSaExpired | DropReason::EspSeqExhausted)
@@ -887,6 +934,39 @@ mod tests {
         r.rx(1, peer_seal(&to_us, 0x2001));
         assert_eq!(r.drops(DropReason::EspPolicyMismatch), 1);
         assert_eq!(r.p.tx.iter().map(|q| q.len()).sum::<usize>(), 0);
+    }
+
+    #[test]
+    fn sealed_packets_follow_the_route_to_the_peer_across_table_versions() {
+        // Version 1: the peer is behind the wan adjacency; the sealed packet goes straight
+        // to output there (the remembered next hop), counted as one re-entry.
+        let mut r = Rig::new(tables(1446, 0, vec![], false));
+        r.rx(0, udp(LAN, [10, 0, 0, 2], [10, 9, 1, 1], 100, true));
+        let out = r.tx(1);
+        assert_eq!(out.len(), 1);
+        assert_eq!(&out[0][0..6], &PEER.0);
+        assert_eq!(peer_open(&out[0])[16..20], [10, 9, 1, 1]);
+        let memo = r.p.sas.get(0).and_then(|o| o.sa.outer_nh(1));
+        assert_eq!(memo, Some(2), "route to the peer remembered for version 1");
+        // Version 2 routes the peer into the VTI itself: the memo of version 1 must not be
+        // used; the general path sees the recursion and counts it.
+        let mut t = tables(1446, 0, vec![], true);
+        t.version = 2;
+        r.t = t;
+        r.rx(0, udp(LAN, [10, 0, 0, 2], [10, 9, 1, 1], 100, true));
+        assert!(r.tx(1).is_empty());
+        assert_eq!(r.drops(DropReason::LoopDetected), 1);
+        // Version 3 restores the route: out of the wan again, decryptable, in sequence.
+        let mut t = tables(1446, 0, vec![], false);
+        t.version = 3;
+        r.t = t;
+        r.rx(0, udp(LAN, [10, 0, 0, 2], [10, 9, 1, 1], 100, true));
+        let out = r.tx(1);
+        assert_eq!(out.len(), 1);
+        let mut s = sa(0x1001, &KEY_OUT, THEM, ME);
+        let mut p = HeapPacket::from_frame(&out[0][14..]);
+        assert_eq!(esp::decap(&mut s, &mut p).map(|i| i.seq), Ok(3));
+        assert_eq!(r.c.total_drops(), 1);
     }
 
     #[test]
