@@ -405,7 +405,7 @@ impl<P: Packet> Pipeline<P> {
     pub(super) fn policy_check<E: Env<P>>(
         &mut self,
         t: &Tables,
-        ctx: &Ctx,
+        ctx: &mut Ctx,
         env: &mut E,
         i: usize,
         out_if: u16,
@@ -468,7 +468,9 @@ impl<P: Packet> Pipeline<P> {
                     }
                     Action::Protect { out: None, .. } => {
                         count(id, PolicyStat::Discarded, 1);
-                        let _ = env.event(Event::Acquire { policy: pol.id });
+                        if ctx.resolve.should_acquire(pol.id, ctx.now) {
+                            let _ = env.event(Event::Acquire { policy: pol.id });
+                        }
                         self.drop_noted(ctx, i, DropReason::EspNoOutboundSa, reject_detail(0, src));
                         false
                     }
@@ -753,6 +755,9 @@ mod tests {
             }
         }
         fn rx(&mut self, port: u16, f: Vec<u8>) {
+            self.rx_burst(port, vec![f]);
+        }
+        fn rx_burst(&mut self, port: u16, frames: Vec<Vec<u8>>) {
             let mut ctx = Ctx {
                 worker: 0,
                 counters: &self.c,
@@ -760,7 +765,7 @@ mod tests {
                 icmp: RateLimiter::new(1000, 1000, 1_000_000_000),
                 resolve: ResolveFilter::new(1),
             };
-            let mut v = vec![HeapPacket::from_frame(&f)];
+            let mut v: Vec<_> = frames.iter().map(|f| HeapPacket::from_frame(f)).collect();
             self.p
                 .run_rx(&self.t, &mut ctx, &mut self.env, &mut v, port);
         }
@@ -934,6 +939,41 @@ mod tests {
         r.rx(1, peer_seal(&to_us, 0x2001));
         assert_eq!(r.drops(DropReason::EspPolicyMismatch), 1);
         assert_eq!(r.p.tx.iter().map(|q| q.len()).sum::<usize>(), 0);
+    }
+
+    #[test]
+    fn a_protect_policy_without_sa_asks_for_one_once_not_per_packet() {
+        let pol = Policy {
+            id: 0,
+            priority: 1,
+            out: true,
+            inb: false,
+            src: ("10.0.0.0".parse().unwrap(), 24),
+            dst: ("192.0.2.2".parse().unwrap(), 32),
+            proto: None,
+            sport: (0, 65535),
+            dport: (0, 65535),
+            icmp_type: None,
+            icmp_code: None,
+            scope: None,
+            action: Action::Protect {
+                out: None,
+                inbound: vec![],
+            },
+        };
+        let mut r = Rig::new(tables(1446, 0, vec![pol], false));
+        let burst = (0..5)
+            .map(|_| udp(LAN, [10, 0, 0, 2], [192, 0, 2, 2], 20, true))
+            .collect();
+        r.rx_burst(0, burst);
+        assert_eq!(r.drops(DropReason::EspNoOutboundSa), 5);
+        let acquires = r
+            .env
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::Acquire { policy: 0 }))
+            .count();
+        assert_eq!(acquires, 1, "{:?}", r.env.events);
     }
 
     #[test]

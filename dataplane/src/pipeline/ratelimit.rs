@@ -1,6 +1,6 @@
 //! Small per-worker limiters that keep the slow paths slow: ICMP errors (token bucket over
-//! the TSC) and neighbor-resolution requests (ask the control thread once per destination and
-//! interval, not once per packet).
+//! the TSC) and requests to the control thread — neighbor resolutions and SA acquires — asked
+//! once per subject and interval, not once per packet.
 
 use crate::tables::iface::IfIndex;
 use std::net::IpAddr;
@@ -50,11 +50,20 @@ impl RateLimiter {
 
 const FILTER_SLOTS: usize = 32;
 
-/// Remembers recent resolution requests so a stream to an unresolved neighbor produces one
-/// event per interval instead of one per packet.
+/// What a request to the control thread is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Subject {
+    Empty,
+    Neighbor(IfIndex, IpAddr),
+    /// A protect policy without an outbound SA (an IKE acquire).
+    Acquire(u32),
+}
+
+/// Remembers recent requests so a stream to an unresolved neighbor, or through a protect
+/// policy that has no SA yet, produces one event per interval instead of one per packet.
 #[derive(Clone, Debug)]
 pub struct ResolveFilter {
-    slots: [(IfIndex, Option<IpAddr>, u64); FILTER_SLOTS],
+    slots: [(Subject, u64); FILTER_SLOTS],
     interval: u64,
 }
 
@@ -62,7 +71,7 @@ impl ResolveFilter {
     /// Ask again for the same neighbor after `interval_cycles`.
     pub fn new(interval_cycles: u64) -> Self {
         ResolveFilter {
-            slots: [(0, None, 0); FILTER_SLOTS],
+            slots: [(Subject::Empty, 0); FILTER_SLOTS],
             interval: interval_cycles,
         }
     }
@@ -77,12 +86,23 @@ impl ResolveFilter {
                 (v as u64) ^ ((v >> 64) as u64)
             }
         };
-        let h = (h ^ ifindex as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.ask(h ^ ifindex as u64, Subject::Neighbor(ifindex, addr), now)
+    }
+
+    /// True when an acquire for protect policy `policy` should be sent now.
+    #[inline]
+    pub fn should_acquire(&mut self, policy: u32, now: u64) -> bool {
+        self.ask(!(policy as u64), Subject::Acquire(policy), now)
+    }
+
+    #[inline]
+    fn ask(&mut self, h: u64, subject: Subject, now: u64) -> bool {
+        let h = h.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let slot = &mut self.slots[(h >> 59) as usize % FILTER_SLOTS];
-        if slot.0 == ifindex && slot.1 == Some(addr) && now.wrapping_sub(slot.2) < self.interval {
+        if slot.0 == subject && now.wrapping_sub(slot.1) < self.interval {
             return false;
         }
-        *slot = (ifindex, Some(addr), now);
+        *slot = (subject, now);
         true
     }
 }
@@ -124,5 +144,12 @@ mod tests {
             "another interface is another neighbor"
         );
         assert!(f.should_ask(1, a, 6001));
+        assert!(f.should_acquire(3, 6001));
+        assert!(
+            !f.should_acquire(3, 6500),
+            "one acquire per policy and interval"
+        );
+        assert!(f.should_acquire(4, 6500));
+        assert!(f.should_acquire(3, 7002));
     }
 }
