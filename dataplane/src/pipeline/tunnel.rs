@@ -12,9 +12,10 @@ use super::{Ctx, Env, Node, Pipeline};
 use crate::icmp_error::IcmpError;
 use crate::packet::Packet;
 use crate::stats::DropReason;
+use crate::tables::fib::NextHop;
 use crate::tables::tunnels::{Attach, TunnelCounters};
 use crate::tables::Tables;
-use crate::tunnel::{self, Payload, PayloadType};
+use crate::tunnel::{self, Endpoints, Payload, PayloadType};
 use crate::wire::ethernet::{self, EtherType};
 use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::put16;
@@ -167,12 +168,48 @@ impl<P: Packet> Pipeline<P> {
             c.tx_packets.inc();
             c.tx_bytes.add(inner_len as u64);
         }
+        let direct = outer_adjacency(t, &e.encap.endpoints, p.len());
         let m = &mut self.meta[i];
         m.v6 = e.encap.endpoints.is_v6();
         m.local_origin = true;
         m.esp_out = false;
         m.sa_in = 0;
         m.l2_len = 0;
-        self.reenter(ctx, i, Node::IpIn);
+        match direct {
+            Some(nh) => {
+                m.nh = nh;
+                // Still a re-entry for the loop bound, like the IP input pass it skips.
+                self.reenter(ctx, i, Node::Output);
+            }
+            None => self.reenter(ctx, i, Node::IpIn),
+        }
+    }
+}
+
+/// Where a packet just encapsulated (`len` octets from its outer IP header) can go without
+/// passing IP input and forwarding again: the index of its next hop when no IPsec policy could
+/// claim it and the route to the far end is a resolved adjacency it fits. Those passes would
+/// do nothing else for it — the outer header is ours and valid, nothing pads it, our own
+/// packets keep their TTL. Everything else (IPsec policies present, so ESP may protect the
+/// tunnel; no route; an unresolved neighbor; a tunnel, VTI or local next hop, i.e. recursion;
+/// over the MTU; a multicast far end) returns `None` and takes the general path, which
+/// handles and counts it.
+#[inline]
+fn outer_adjacency(t: &Tables, ends: &Endpoints, len: usize) -> Option<u32> {
+    if !t.ipsec.is_inactive() {
+        return None;
+    }
+    let (idx, nh) = match ends {
+        Endpoints::V4 { remote, .. } if !remote.is_multicast() && !remote.is_broadcast() => {
+            t.fib.lookup4_idx(remote.octets()).ok()?
+        }
+        Endpoints::V6 { remote, .. } if !remote.is_multicast() => {
+            t.fib.lookup6_idx(remote.octets()).ok()?
+        }
+        _ => return None,
+    };
+    match nh {
+        NextHop::Forward(adj) if len <= adj.mtu as usize => Some(idx),
+        _ => None,
     }
 }
