@@ -814,28 +814,37 @@ mod tests {
         f
     }
 
-    #[test]
-    fn routed_into_the_vti_is_sealed_and_its_sa_decrypts_without_a_policy() {
-        // An inbound-only protect policy for lan <-> 10.9/16 that admits no SA: decrypted
-        // traffic would be a policy mismatch and cleartext unprotected, were it not the VTI.
-        let pol = Policy {
+    /// Policy 0 (priority 1), any protocol and port, protecting `src` → `dst` with no
+    /// outbound SA and the inbound SA slots `inbound`.
+    fn protect_without_sa(
+        out: bool,
+        inb: bool,
+        src: (&str, u8),
+        dst: (&str, u8),
+        inbound: Vec<u32>,
+    ) -> Policy {
+        Policy {
             id: 0,
             priority: 1,
-            out: false,
-            inb: true,
-            src: ("10.0.0.0".parse().unwrap(), 24),
-            dst: ("10.9.0.0".parse().unwrap(), 16),
+            out,
+            inb,
+            src: (src.0.parse().unwrap(), src.1),
+            dst: (dst.0.parse().unwrap(), dst.1),
             proto: None,
             sport: (0, 65535),
             dport: (0, 65535),
             icmp_type: None,
             icmp_code: None,
             scope: None,
-            action: Action::Protect {
-                out: None,
-                inbound: vec![],
-            },
-        };
+            action: Action::Protect { out: None, inbound },
+        }
+    }
+
+    #[test]
+    fn routed_into_the_vti_is_sealed_and_its_sa_decrypts_without_a_policy() {
+        // An inbound-only protect policy for lan <-> 10.9/16 that admits no SA: decrypted
+        // traffic would be a policy mismatch and cleartext unprotected, were it not the VTI.
+        let pol = protect_without_sa(false, true, ("10.0.0.0", 24), ("10.9.0.0", 16), vec![]);
         let mut r = Rig::new(tables(1446, 0, vec![pol], false));
         r.rx(0, udp(LAN, [10, 0, 0, 2], [10, 9, 1, 1], 100, true));
         let out = r.tx(1);
@@ -913,24 +922,7 @@ mod tests {
     fn decrypted_traffic_to_the_gateway_must_match_its_sa() {
         // A policy admitting the inbound SA for 10.9/16 <-> 10.0/24 only: decrypted traffic
         // from 10.9.1.1 to the gateway's own 192.0.2.1 is outside it.
-        let pol = Policy {
-            id: 0,
-            priority: 1,
-            out: true,
-            inb: true,
-            src: ("10.0.0.0".parse().unwrap(), 24),
-            dst: ("10.9.0.0".parse().unwrap(), 16),
-            proto: None,
-            sport: (0, 65535),
-            dport: (0, 65535),
-            icmp_type: None,
-            icmp_code: None,
-            scope: None,
-            action: Action::Protect {
-                out: None,
-                inbound: vec![1],
-            },
-        };
+        let pol = protect_without_sa(true, true, ("10.0.0.0", 24), ("10.9.0.0", 16), vec![1]);
         let mut t = tables(1446, 0, vec![pol], false);
         // Not a VTI SA here: the policy decides.
         t.ipsec.vti_in.clear();
@@ -943,24 +935,7 @@ mod tests {
 
     #[test]
     fn a_protect_policy_without_sa_asks_for_one_once_not_per_packet() {
-        let pol = Policy {
-            id: 0,
-            priority: 1,
-            out: true,
-            inb: false,
-            src: ("10.0.0.0".parse().unwrap(), 24),
-            dst: ("192.0.2.2".parse().unwrap(), 32),
-            proto: None,
-            sport: (0, 65535),
-            dport: (0, 65535),
-            icmp_type: None,
-            icmp_code: None,
-            scope: None,
-            action: Action::Protect {
-                out: None,
-                inbound: vec![],
-            },
-        };
+        let pol = protect_without_sa(true, false, ("10.0.0.0", 24), ("192.0.2.2", 32), vec![]);
         let mut r = Rig::new(tables(1446, 0, vec![pol], false));
         let burst = (0..5)
             .map(|_| udp(LAN, [10, 0, 0, 2], [192, 0, 2, 2], 20, true))

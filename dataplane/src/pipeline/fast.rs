@@ -1,71 +1,316 @@
-//! The IPv4 forwarding fast path: the one case that dominates a router's load — an untagged
-//! unicast frame to our MAC carrying an option-less, valid IPv4 header whose route is a
-//! resolved untagged adjacency and that fits its MTU — done in one pass over the frame with
-//! the Ethernet header rewritten in place (no strip and re-prepend).
+//! The fast paths: the cases that dominate a router's and a tunnel endpoint's load, each done
+//! in one pass over the frame instead of a walk through the node queues —
+//! * IPv4 forwarding: an untagged unicast frame to our MAC carrying an option-less, valid
+//!   IPv4 header whose route is a resolved untagged adjacency and that fits its MTU, the
+//!   Ethernet header rewritten in place (no strip and re-prepend);
+//! * tunnel encapsulation of such a packet routed into an L3 tunnel, and of a frame from a
+//!   port cross-connected as a whole to an L2 tunnel, when the route to the far end is a
+//!   resolved untagged adjacency the result fits;
+//! * tunnel decapsulation of such a packet addressed to us (IPv4 underlay), the inner frame
+//!   sent out of its cross-connected port or the inner IPv4 packet forwarded as above.
 //!
-//! It must decide exactly what the node pipeline would for these packets, and it declines
-//! (returns `None`, touching nothing) everything else — options, VLANs, TTL ≤ 1, punts,
-//! errors, every drop — which then takes the general path, where each case is handled and
-//! counted. The pipeline tests run the same frames through both paths.
+//! Each must decide exactly what the node pipeline would for these packets, and declines
+//! (returns `None`, leaving the packet as it found it) everything else — options, VLANs,
+//! TTL ≤ 1, fragments, punts, IPsec policies present, GRE sequence numbers, errors, every
+//! drop — which then takes the general path, where each case is handled and counted. The
+//! pipeline tests run the same frames through both paths.
 //!
 //! Ordering: within a burst, fast-path packets reach the TX queue before general-path ones.
 //! Packets of one flow take the same path unless their headers differ in kind (options, TTL
 //! about to expire), so a flow is not reordered in practice — the trade VPP makes too.
 
+use super::tunnel::outer_adjacency;
 use crate::packet::Packet;
+use crate::stats::DropReason;
 use crate::tables::fib::NextHop;
+use crate::tables::iface::{Adjacency, PortEntry};
+use crate::tables::tunnels::{Attach, TunnelEntry};
 use crate::tables::Tables;
-use crate::wire::checksum;
+use crate::tunnel::{self, Endpoints, Payload, PayloadType};
+use crate::wire::ethernet::{self, EtherType, L2Header};
+use crate::wire::{checksum, ipproto};
 
-/// Try to forward the frame; on success the frame is rewritten and the TX port returned.
+/// What a fast path did with a packet it took.
+pub(super) enum Fast {
+    /// Rewritten: send it on this port.
+    Tx(u16),
+    /// Changed beyond handing back and then refused (cannot happen with the checks made
+    /// first; kept so a failure is a counted drop, never a half-made packet on the general
+    /// path).
+    Drop(DropReason),
+}
+
+/// UDP ports the general path gives to IKE / NAT-T before any tunnel.
+const IKE_PORTS: [u16; 2] = [500, 4500];
+
+/// Try every fast path that applies to a frame from `in_port`.
 #[inline(always)]
-pub(super) fn try_forward4<P: Packet>(t: &Tables, in_port: u16, p: &mut P) -> Option<u16> {
+pub(super) fn try_fast<P: Packet>(
+    t: &Tables,
+    worker: u32,
+    in_port: u16,
+    p: &mut P,
+) -> Option<Fast> {
     if p.is_multi_segment() || !t.ipsec.is_inactive() {
         return None;
     }
     let pe = t.ports.get(in_port as usize)?;
-    pe.untagged?;
     if !pe.xconnects.is_empty() {
-        return None;
+        return try_xconnect_encap(t, worker, pe, p);
     }
-    let d = p.data();
-    // Ethernet (14) + option-less IPv4 (20).
-    if d.len() < 34 || d[0..6] != pe.mac.0 || d[12..14] != [0x08, 0x00] || d[14] != 0x45 {
-        return None;
+    pe.untagged?;
+    let ip = Ipv4Frame::parse(p.data(), pe)?;
+    let (_, nh) = t.fib.lookup4_idx(ip.dst).ok()?;
+    match *nh {
+        NextHop::Forward(adj) => forward4(p, &ip, &adj).map(Fast::Tx),
+        NextHop::Local { .. } => try_decap4(t, worker, p, &ip),
+        NextHop::Tunnel { tunnel } => try_routed_encap(t, worker, p, &ip, tunnel),
+        _ => None,
     }
-    let Ok(ip) = <&[u8; 20]>::try_from(&d[14..34]) else {
-        return None;
-    };
+}
+
+/// An untagged frame to our MAC with a valid, option-less IPv4 header between unicast
+/// addresses.
+struct Ipv4Frame {
+    /// The IP total length.
+    total: usize,
+    /// Ethernet padding after the IP packet.
+    pad: usize,
+    dst: [u8; 4],
+}
+
+impl Ipv4Frame {
+    #[inline(always)]
+    fn parse(d: &[u8], pe: &PortEntry) -> Option<Ipv4Frame> {
+        // Ethernet (14) + option-less IPv4 (20).
+        if d.len() < 34 || d[0..6] != pe.mac.0 || d[12..14] != [0x08, 0x00] {
+            return None;
+        }
+        let ip = <&[u8; 20]>::try_from(&d[14..34]).ok()?;
+        let total = unicast4_total(ip, d.len() - 14)?;
+        Some(Ipv4Frame {
+            total,
+            pad: d.len() - 14 - total,
+            dst: [ip[16], ip[17], ip[18], ip[19]],
+        })
+    }
+}
+
+/// The total length of an option-less IPv4 header with a valid checksum between unicast
+/// addresses (multicast, broadcast and class E go the general way), within `room` bytes.
+#[inline(always)]
+fn unicast4_total(ip: &[u8; 20], room: usize) -> Option<usize> {
     let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
-    // Within the frame, TTL left to decrement, unicast source and destination (multicast,
-    // broadcast and class E go the general way).
-    if total < 20 || total + 14 > d.len() || ip[8] <= 1 || ip[12] >= 224 || ip[16] >= 224 {
+    if ip[0] != 0x45 || total < 20 || total > room || ip[12] >= 224 || ip[16] >= 224 {
         return None;
     }
-    let pad = d.len() - 14 - total;
-    if !checksum::ipv4_header20_ok(ip) {
-        return None;
-    }
-    let dst = [ip[16], ip[17], ip[18], ip[19]];
-    let (_, nh) = t.fib.lookup4_idx(dst).ok()?;
-    let NextHop::Forward(adj) = nh else {
-        return None;
-    };
-    if adj.vlan != 0 || total > adj.mtu as usize {
+    checksum::ipv4_header20_ok(ip).then_some(total)
+}
+
+/// Decrement the TTL of the IPv4 header at `ip` (RFC 1624 incremental checksum update; the
+/// TTL is the high byte of the word at 8).
+#[inline(always)]
+fn decrement_ttl(ip: &mut [u8]) {
+    let old = u16::from_be_bytes([ip[8], ip[9]]);
+    ip[8] -= 1;
+    let new = u16::from_be_bytes([ip[8], ip[9]]);
+    let c = checksum::update16(u16::from_be_bytes([ip[10], ip[11]]), old, new);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Forward a checked IPv4 frame to `adj`; the TX port, or `None` (nothing changed).
+#[inline(always)]
+fn forward4<P: Packet>(p: &mut P, ip: &Ipv4Frame, adj: &Adjacency) -> Option<u16> {
+    if p.data()[22] <= 1 || adj.vlan != 0 || ip.total > adj.mtu as usize {
         return None;
     }
     // Ethernet padding (short frames) goes; cannot fail, the frame holds `pad` more bytes.
-    if pad > 0 && !p.trim(pad) {
+    if ip.pad > 0 && !p.trim(ip.pad) {
         return None;
     }
     let d = p.data_mut();
     d[0..6].copy_from_slice(&adj.dst.0);
     d[6..12].copy_from_slice(&adj.src.0);
-    // TTL is the high byte of the word at 22; RFC 1624 incremental update.
-    let old = u16::from_be_bytes([d[22], d[23]]);
-    d[22] -= 1;
-    let new = u16::from_be_bytes([d[22], d[23]]);
-    let c = checksum::update16(u16::from_be_bytes([d[24], d[25]]), old, new);
-    d[24..26].copy_from_slice(&c.to_be_bytes());
+    decrement_ttl(&mut d[14..]);
     Some(adj.port)
+}
+
+/// The untagged adjacency towards tunnel `e`'s far end for an inner packet of `inner_len`
+/// octets, when encapsulating here and now is what the general path would do: the tunnel
+/// sends (not inbound-only), keeps no GRE sequence (a shared counter the general path
+/// owns), the inner packet fits its MTU, the result fits the adjacency, and the buffer has
+/// room for the outer headers and Ethernet.
+#[inline(always)]
+fn encap_target<P: Packet>(
+    t: &Tables,
+    e: &TunnelEntry,
+    p: &P,
+    inner_len: usize,
+) -> Option<Adjacency> {
+    if e.inbound_only || e.encap.gre_sequence || inner_len > e.mtu as usize {
+        return None;
+    }
+    let overhead = e.encap.overhead();
+    let idx = outer_adjacency(t, &e.encap.endpoints, inner_len + overhead)?;
+    match t.fib.nexthops().get(idx as usize)? {
+        NextHop::Forward(adj)
+            if adj.vlan == 0 && p.headroom() >= overhead + ethernet::HEADER_LEN =>
+        {
+            Some(*adj)
+        }
+        _ => None,
+    }
+}
+
+/// Encapsulate `p` (the inner packet or frame, already checked) into `e` and put the
+/// adjacency's Ethernet header in front; counted as the encap node counts.
+#[inline(always)]
+fn encap_and_send<P: Packet>(
+    worker: u32,
+    e: &TunnelEntry,
+    adj: &Adjacency,
+    p: &mut P,
+    ethernet: bool,
+) -> Fast {
+    let c = e.shared.worker(worker);
+    let hash = tunnel::inner_flow_hash(p.data(), ethernet);
+    let ip_id = e.shared.next_ip_id(worker);
+    let inner_len = p.len();
+    if let Err(r) = tunnel::encap(p, &e.encap, hash, None, ip_id) {
+        if let Some(c) = c {
+            c.drops[r as usize].inc();
+        }
+        return Fast::Drop(r);
+    }
+    if let Some(c) = c {
+        c.tx_packets.inc();
+        c.tx_bytes.add(inner_len as u64);
+    }
+    let et = match e.encap.endpoints {
+        Endpoints::V4 { .. } => EtherType::IPV4,
+        Endpoints::V6 { .. } => EtherType::IPV6,
+    };
+    // Room checked by `encap_target`.
+    if !p.prepend(ethernet::HEADER_LEN) {
+        return Fast::Drop(DropReason::NoHeadroom);
+    }
+    ethernet::write_header(p.data_mut(), adj.dst, adj.src, et);
+    Fast::Tx(adj.port)
+}
+
+/// A frame from a port cross-connected as a whole to an L2 tunnel.
+#[inline(always)]
+fn try_xconnect_encap<P: Packet>(
+    t: &Tables,
+    worker: u32,
+    pe: &PortEntry,
+    p: &mut P,
+) -> Option<Fast> {
+    let l2 = L2Header::parse(p.data()).ok()?;
+    // A VLAN cross-connect removes its tag first: the general path does that.
+    let (tun, false) = pe.xconnect(l2.outer_vlan)? else {
+        return None;
+    };
+    let e = t.tunnels.get(tun)?;
+    if e.encap.carries() != Payload::Ethernet {
+        return None;
+    }
+    let adj = encap_target(t, e, p, p.len())?;
+    Some(encap_and_send(worker, e, &adj, p, true))
+}
+
+/// An IPv4 packet routed into an L3 tunnel.
+#[inline(always)]
+fn try_routed_encap<P: Packet>(
+    t: &Tables,
+    worker: u32,
+    p: &mut P,
+    ip: &Ipv4Frame,
+    tun: u32,
+) -> Option<Fast> {
+    let e = t.tunnels.get(tun)?;
+    if p.data()[22] <= 1 || !e.encap.carries().accepts(PayloadType::Ipv4) {
+        return None;
+    }
+    let adj = encap_target(t, e, p, ip.total)?;
+    // Past this point the packet is changed: failures are drops.
+    if !p.adj(ethernet::HEADER_LEN) || (ip.pad > 0 && !p.trim(ip.pad)) {
+        return Some(Fast::Drop(DropReason::EthTruncated));
+    }
+    decrement_ttl(p.data_mut());
+    Some(encap_and_send(worker, e, &adj, p, false))
+}
+
+/// A tunnel packet addressed to us over IPv4.
+#[inline(always)]
+fn try_decap4<P: Packet>(t: &Tables, worker: u32, p: &mut P, ip: &Ipv4Frame) -> Option<Fast> {
+    let d = p.data();
+    let pkt = &d[14..14 + ip.total];
+    // Fragments go to the general path (which counts them).
+    if u16::from_be_bytes([pkt[6], pkt[7]]) & 0x3fff != 0 {
+        return None;
+    }
+    let proto = pkt[9];
+    let port = if proto == ipproto::UDP {
+        let dport = pkt.get(22..24).map(|b| u16::from_be_bytes([b[0], b[1]]))?;
+        if IKE_PORTS.contains(&dport) {
+            return None;
+        }
+        Some(dport)
+    } else {
+        None
+    };
+    if !t.tunnels.wants(proto, port) {
+        return None;
+    }
+    let info = tunnel::decap_parse(pkt, &t.tunnels.decap_config()).ok()?;
+    let e = t.tunnels.lookup(&info).and_then(|i| t.tunnels.get(i))?;
+    if e.encap.gre_sequence {
+        return None;
+    }
+    // Where the inner packet goes, decided before anything changes.
+    let out = match (e.attach, info.payload) {
+        (Attach::Xconnect { port, vlan: 0 }, PayloadType::Ethernet) => Ok(port),
+        (Attach::L3 { .. }, PayloadType::Ipv4) => {
+            let at = info.header_len;
+            let inner = pkt.get(at..at + info.inner_len)?;
+            let h = <&[u8; 20]>::try_from(inner.get(..20)?).ok()?;
+            if unicast4_total(h, inner.len())? != inner.len() || h[8] <= 1 {
+                return None;
+            }
+            match t.fib.lookup4_idx([h[16], h[17], h[18], h[19]]).ok()? {
+                (_, NextHop::Forward(adj)) if adj.vlan == 0 && inner.len() <= adj.mtu as usize => {
+                    Err(*adj)
+                }
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    if !p.adj(ethernet::HEADER_LEN) {
+        return None;
+    }
+    if tunnel::decap(p, &info, &e.encap, None).is_err() {
+        // Nothing changed by decap: give the Ethernet header back, the general path counts.
+        if !p.prepend(ethernet::HEADER_LEN) {
+            return Some(Fast::Drop(DropReason::NoHeadroom));
+        }
+        return None;
+    }
+    if let Some(c) = e.shared.worker(worker) {
+        c.rx_packets.inc();
+        c.rx_bytes.add(p.len() as u64);
+    }
+    match out {
+        Ok(port) => Some(Fast::Tx(port)),
+        Err(adj) => {
+            decrement_ttl(p.data_mut());
+            // Room: the outer headers just removed.
+            if !p.prepend(ethernet::HEADER_LEN) {
+                return Some(Fast::Drop(DropReason::NoHeadroom));
+            }
+            ethernet::write_header(p.data_mut(), adj.dst, adj.src, EtherType::IPV4);
+            Some(Fast::Tx(adj.port))
+        }
+    }
 }

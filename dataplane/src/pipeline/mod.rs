@@ -138,7 +138,7 @@ pub struct Pipeline<P> {
     sched: Box<Sched>,
     /// Output per DPDK port, drained by the worker after each run.
     pub tx: Vec<Vec<P>>,
-    /// Take the IPv4 fast path where it applies (off only in tests that compare the paths).
+    /// Take the fast paths where they apply (off only in tests that compare the paths).
     pub fast_path: bool,
     /// The SAs this worker owns.
     pub sas: SaStore,
@@ -177,14 +177,17 @@ impl<P: Packet> Pipeline<P> {
         let n = rx.len().min(MAX_BURST);
         let mut slow = 0;
         for mut p in rx.drain(..n) {
-            if let Some(port) = self
+            if let Some(done) = self
                 .fast_path
-                .then(|| fast::try_forward4(t, in_port, &mut p))
+                .then(|| fast::try_fast(t, ctx.worker, in_port, &mut p))
                 .flatten()
             {
-                match self.tx.get_mut(port as usize) {
-                    Some(q) if q.len() < q.capacity() => q.push(p),
-                    _ => ctx.counters.drop(DropReason::TxQueueFull),
+                match done {
+                    fast::Fast::Tx(port) => match self.tx.get_mut(port as usize) {
+                        Some(q) if q.len() < q.capacity() => q.push(p),
+                        _ => ctx.counters.drop(DropReason::TxQueueFull),
+                    },
+                    fast::Fast::Drop(r) => ctx.counters.drop(r),
                 }
                 continue;
             }
@@ -327,6 +330,8 @@ impl<P: Packet> Pipeline<P> {
     }
 }
 
+#[cfg(test)]
+mod fast_tunnel_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -195,7 +195,7 @@ impl<P: Packet> Pipeline<P> {
 /// over the MTU; a multicast far end) returns `None` and takes the general path, which
 /// handles and counts it.
 #[inline]
-fn outer_adjacency(t: &Tables, ends: &Endpoints, len: usize) -> Option<u32> {
+pub(super) fn outer_adjacency(t: &Tables, ends: &Endpoints, len: usize) -> Option<u32> {
     if !t.ipsec.is_inactive() {
         return None;
     }
