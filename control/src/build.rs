@@ -261,7 +261,8 @@ pub fn build_tables(
         })
         .collect();
     let fib = Fib::build(&list, nhs.list)?;
-    let tunnels = build_tunnels(st, rt, &mut ports, tunnel_states)?;
+    let mut tunnels = build_tunnels(st, rt, &mut ports, tunnel_states)?;
+    tunnels.route_outer(&fib);
     Ok(Tables {
         version,
         ports,

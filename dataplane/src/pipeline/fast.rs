@@ -143,6 +143,7 @@ fn forward4<P: Packet>(p: &mut P, ip: &Ipv4Frame, adj: &Adjacency) -> Option<u16
 #[inline(always)]
 fn encap_target<P: Packet>(
     t: &Tables,
+    tun: u32,
     e: &TunnelEntry,
     p: &P,
     inner_len: usize,
@@ -151,7 +152,7 @@ fn encap_target<P: Packet>(
         return None;
     }
     let overhead = e.encap.overhead();
-    let idx = outer_adjacency(t, &e.encap.endpoints, inner_len + overhead)?;
+    let idx = outer_adjacency(t, tun, &e.encap.endpoints, inner_len + overhead)?;
     match t.fib.nexthops().get(idx as usize)? {
         NextHop::Forward(adj)
             if adj.vlan == 0 && p.headroom() >= overhead + ethernet::HEADER_LEN =>
@@ -215,7 +216,7 @@ fn try_xconnect_encap<P: Packet>(
     if e.encap.carries() != Payload::Ethernet {
         return None;
     }
-    let adj = encap_target(t, e, p, p.len())?;
+    let adj = encap_target(t, tun, e, p, p.len())?;
     Some(encap_and_send(worker, e, &adj, p, true))
 }
 
@@ -232,7 +233,7 @@ fn try_routed_encap<P: Packet>(
     if p.data()[22] <= 1 || !e.encap.carries().accepts(PayloadType::Ipv4) {
         return None;
     }
-    let adj = encap_target(t, e, p, ip.total)?;
+    let adj = encap_target(t, tun, e, p, ip.total)?;
     // Past this point the packet is changed: failures are drops.
     if !p.adj(ethernet::HEADER_LEN) || (ip.pad > 0 && !p.trim(ip.pad)) {
         return Some(Fast::Drop(DropReason::EthTruncated));

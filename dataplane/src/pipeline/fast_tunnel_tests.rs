@@ -144,12 +144,15 @@ fn rig(l2: usize) -> Rig {
         remote_any: false,
         geneve_known: vec![],
     };
-    let tunnels = TunnelTable::build(vec![
+    let fib = Fib::build(&routes, nhs).unwrap();
+    // As the control thread does: far ends looked up once per table version.
+    let mut tunnels = TunnelTable::build(vec![
         entry(gre, Attach::L3 { ifindex: 3 }, 1476),
         entry(ipip, Attach::L3 { ifindex: 4 }, 1480),
         entry(x, Attach::Xconnect { port: 2, vlan: 0 }, 1400),
     ])
     .unwrap();
+    tunnels.route_outer(&fib);
     let pe = |mac, untagged, xconnects| PortEntry {
         mac,
         untagged,
@@ -164,7 +167,7 @@ fn rig(l2: usize) -> Rig {
             pe(MAC2, Some(2), vec![(XCONNECT_PORT, 2)]),
         ],
         interfaces,
-        fib: Fib::build(&routes, nhs).unwrap(),
+        fib,
         ipsec: Default::default(),
         tunnels,
     };

@@ -168,7 +168,7 @@ impl<P: Packet> Pipeline<P> {
             c.tx_packets.inc();
             c.tx_bytes.add(inner_len as u64);
         }
-        let direct = outer_adjacency(t, &e.encap.endpoints, p.len());
+        let direct = outer_adjacency(t, m.tun, &e.encap.endpoints, p.len());
         let m = &mut self.meta[i];
         m.v6 = e.encap.endpoints.is_v6();
         m.local_origin = true;
@@ -186,29 +186,28 @@ impl<P: Packet> Pipeline<P> {
     }
 }
 
-/// Where a packet just encapsulated (`len` octets from its outer IP header) can go without
-/// passing IP input and forwarding again: the index of its next hop when no IPsec policy could
-/// claim it and the route to the far end is a resolved adjacency it fits. Those passes would
-/// do nothing else for it — the outer header is ours and valid, nothing pads it, our own
-/// packets keep their TTL. Everything else (IPsec policies present, so ESP may protect the
-/// tunnel; no route; an unresolved neighbor; a tunnel, VTI or local next hop, i.e. recursion;
-/// over the MTU; a multicast far end) returns `None` and takes the general path, which
-/// handles and counts it.
+/// Where a packet just encapsulated into tunnel `tun` (`len` octets from its outer IP
+/// header) can go without passing IP input and forwarding again: the index of its next hop
+/// when no IPsec policy could claim it and the route to the far end is a resolved adjacency
+/// it fits. Those passes would do nothing else for it — the outer header is ours and valid,
+/// nothing pads it, our own packets keep their TTL. Everything else (IPsec policies present,
+/// so ESP may protect the tunnel; no route; an unresolved neighbor; a tunnel, VTI or local
+/// next hop, i.e. recursion; over the MTU; a multicast far end) returns `None` and takes the
+/// general path, which handles and counts it.
 #[inline]
-pub(super) fn outer_adjacency(t: &Tables, ends: &Endpoints, len: usize) -> Option<u32> {
+pub(super) fn outer_adjacency(t: &Tables, tun: u32, ends: &Endpoints, len: usize) -> Option<u32> {
     if !t.ipsec.is_inactive() {
         return None;
     }
-    let (idx, nh) = match ends {
-        Endpoints::V4 { remote, .. } if !remote.is_multicast() && !remote.is_broadcast() => {
-            t.fib.lookup4_idx(remote.octets()).ok()?
-        }
-        Endpoints::V6 { remote, .. } if !remote.is_multicast() => {
-            t.fib.lookup6_idx(remote.octets()).ok()?
-        }
-        _ => return None,
+    let unicast = match ends {
+        Endpoints::V4 { remote, .. } => !remote.is_multicast() && !remote.is_broadcast(),
+        Endpoints::V6 { remote, .. } => !remote.is_multicast(),
     };
-    match nh {
+    if !unicast {
+        return None;
+    }
+    let idx = t.tunnels.outer_route(tun, &t.fib)?;
+    match t.fib.nexthops().get(idx as usize)? {
         NextHop::Forward(adj) if len <= adj.mtu as usize => Some(idx),
         _ => None,
     }

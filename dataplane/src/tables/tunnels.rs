@@ -10,8 +10,9 @@
 //! sequence numbers).
 
 use crate::stats::{Counter, DropReason};
+use crate::tables::fib::Fib;
 use crate::tables::iface::IfIndex;
-use crate::tunnel::{DecapConfig, DecapInfo, GreSeqState, TunnelEncap, TunnelKind};
+use crate::tunnel::{DecapConfig, DecapInfo, Endpoints, GreSeqState, TunnelEncap, TunnelKind};
 use crate::wire::ipproto;
 use hashbrown::HashMap;
 use std::net::IpAddr;
@@ -278,9 +279,48 @@ pub struct TunnelTable {
     gre: bool,
     ipip: bool,
     etherip: bool,
+    /// Per tunnel, the FIB's next-hop index for its far end ([`NO_ROUTE`] when there is
+    /// none), looked up once by [`route_outer`](Self::route_outer) in the FIB published
+    /// with this table; empty until then (every packet then looks it up).
+    outer_nh: Vec<u32>,
 }
 
+/// `outer_nh` of a tunnel whose far end has no route.
+const NO_ROUTE: u32 = u32::MAX;
+
 impl TunnelTable {
+    /// Look up every tunnel's far end in `fib`, the FIB of the same table version (the
+    /// control thread builds both together; a route change is a new version of both), so
+    /// encapsulation does not walk the trie per packet.
+    pub fn route_outer(&mut self, fib: &Fib) {
+        self.outer_nh = self
+            .entries
+            .iter()
+            .map(|e| {
+                let r = match e.encap.endpoints {
+                    Endpoints::V4 { remote, .. } => fib.lookup4_idx(remote.octets()),
+                    Endpoints::V6 { remote, .. } => fib.lookup6_idx(remote.octets()),
+                };
+                r.map_or(NO_ROUTE, |(i, _)| i)
+            })
+            .collect();
+    }
+
+    /// The next-hop index of tunnel `i`'s far end in `fib` (the table version's FIB), or
+    /// `None` without a route.
+    #[inline]
+    pub fn outer_route(&self, i: u32, fib: &Fib) -> Option<u32> {
+        if let Some(&nh) = self.outer_nh.get(i as usize) {
+            return (nh != NO_ROUTE).then_some(nh);
+        }
+        let e = self.entries.get(i as usize)?;
+        let r = match e.encap.endpoints {
+            Endpoints::V4 { remote, .. } => fib.lookup4_idx(remote.octets()),
+            Endpoints::V6 { remote, .. } => fib.lookup6_idx(remote.octets()),
+        };
+        r.ok().map(|(i, _)| i)
+    }
+
     /// Build from the tunnels in order. Errors name the tunnel index of a key clash or a UDP
     /// port used by two kinds (the control plane validates first, so this is a second line).
     pub fn build(list: Vec<TunnelSpec>) -> Result<TunnelTable, String> {
@@ -542,5 +582,29 @@ mod tests {
         c.set_seq_state(st);
         assert_eq!(c.seq_state().last(), Some(u32::MAX));
         assert!(s.worker(2).is_none());
+    }
+
+    #[test]
+    fn far_ends_are_routed_once_per_table() {
+        use crate::tables::fib::{FibRoute, NextHop};
+        let routes = [FibRoute {
+            addr: "10.0.0.0".parse().unwrap(),
+            len: 24,
+            nexthop: 1,
+        }];
+        let fib = Fib::build(&routes, vec![NextHop::Blackhole, NextHop::Blackhole]).unwrap();
+        let mut other = tun(TunnelKind::Gre, Some(2));
+        other.endpoints = ep("10.0.0.1", "192.0.2.9");
+        let mut t = TunnelTable::build(vec![
+            spec(entry(tun(TunnelKind::Gre, Some(1))), false),
+            spec(entry(other), false),
+        ])
+        .unwrap();
+        // Before: looked up on demand; after: the same answers from the table.
+        let before: Vec<_> = (0..3).map(|i| t.outer_route(i, &fib)).collect();
+        t.route_outer(&fib);
+        let after: Vec<_> = (0..3).map(|i| t.outer_route(i, &fib)).collect();
+        assert_eq!(before, vec![Some(1), None, None]);
+        assert_eq!(after, before);
     }
 }
