@@ -177,7 +177,7 @@ pub enum DemuxClass {
 }
 
 /// A demultiplexer key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TunnelKey {
     pub local: IpAddr,
     /// `None`: any remote (GRE and IPIP only).
@@ -189,31 +189,60 @@ pub struct TunnelKey {
     pub id: Option<u32>,
 }
 
-/// An address folded to 64 bits (for hashing only; equality still compares the address).
+/// The demultiplexer's own form of a key: addresses as numbers (IPv4 as v4-mapped IPv6),
+/// everything else in one word; compared and hashed as plain integers. The derived forms
+/// walked enum tags and octet slices and were half of the lookup, which runs for every
+/// tunnel packet received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Packed {
+    local: u128,
+    remote: u128,
+    /// class << 56 | remote given << 50 | id given << 49 | port << 32 | id.
+    rest: u64,
+}
+
 #[inline(always)]
-fn fold_addr(a: &IpAddr) -> u64 {
+fn addr_bits(a: &IpAddr) -> u128 {
     match a {
-        IpAddr::V4(a) => u32::from(*a) as u64,
-        IpAddr::V6(a) => {
-            let v = u128::from(*a);
-            (v as u64) ^ ((v >> 64) as u64).rotate_left(29) ^ (1 << 63)
-        }
+        IpAddr::V4(a) => (0xffff << 32) | u32::from(*a) as u128,
+        IpAddr::V6(a) => u128::from(*a),
     }
 }
 
-/// One word into the hasher instead of the derived field-by-field walk (enum tags, address
-/// octets as slices): this lookup runs for every tunnel packet received, and the derived
-/// hash was half its cost.
-impl std::hash::Hash for TunnelKey {
+impl Packed {
+    #[inline(always)]
+    fn new(
+        local: &IpAddr,
+        remote: Option<&IpAddr>,
+        class: DemuxClass,
+        port: u16,
+        id: Option<u32>,
+    ) -> Packed {
+        Packed {
+            local: addr_bits(local),
+            remote: remote.map_or(0, addr_bits),
+            rest: ((class as u64) << 56)
+                | ((remote.is_some() as u64) << 50)
+                | ((id.is_some() as u64) << 49)
+                | ((port as u64) << 32)
+                | id.unwrap_or(0) as u64,
+        }
+    }
+
+    fn of(k: &TunnelKey) -> Packed {
+        Packed::new(&k.local, k.remote.as_ref(), k.class, k.port, k.id)
+    }
+}
+
+/// One word into the hasher.
+impl std::hash::Hash for Packed {
     #[inline]
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        let remote = self.remote.as_ref().map_or(0x5a5a, fold_addr);
-        let id = self.id.map_or(1 << 32, |v| v as u64);
-        let w = fold_addr(&self.local)
-            ^ remote.rotate_left(32)
-            ^ id.rotate_left(16)
-            ^ ((self.class as u64) << 56)
-            ^ ((self.port as u64) << 40);
+        let w = (self.local as u64)
+            ^ ((self.local >> 64) as u64).rotate_left(29)
+            ^ (self.remote as u64).rotate_left(32)
+            ^ ((self.remote >> 64) as u64).rotate_left(7)
+            ^ self.rest.rotate_left(13);
         state.write_u64(w);
     }
 }
@@ -268,7 +297,7 @@ pub struct TunnelSpec {
 #[derive(Debug, Default)]
 pub struct TunnelTable {
     entries: Vec<TunnelEntry>,
-    demux: HashMap<TunnelKey, u32>,
+    demux: HashMap<Packed, u32>,
     /// UDP ports that carry tunnels, with their kind.
     udp_ports: Vec<(u16, TunnelKind)>,
     /// Geneve options understood (the union over the Geneve tunnels).
@@ -332,7 +361,7 @@ impl TunnelTable {
                 geneve_known: known,
             } = spec;
             for k in keys_of(&e.encap, any) {
-                if let Some(j) = t.demux.insert(k, i as u32) {
+                if let Some(j) = t.demux.insert(Packed::of(&k), i as u32) {
                     return Err(format!(
                         "tunnels {j} and {i} share local, remote, protocol/port and key"
                     ));
@@ -415,16 +444,10 @@ impl TunnelTable {
     pub fn lookup(&self, info: &DecapInfo) -> Option<u32> {
         let k = &info.key;
         let find = |class: DemuxClass, id: Option<u32>| {
-            let mut key = TunnelKey {
-                local: k.local,
-                remote: Some(k.remote),
-                class,
-                port: k.port,
-                id,
-            };
+            let key = Packed::new(&k.local, Some(&k.remote), class, k.port, id);
             self.demux.get(&key).copied().or_else(|| {
-                key.remote = None;
-                self.demux.get(&key).copied()
+                let any = Packed::new(&k.local, None, class, k.port, id);
+                self.demux.get(&any).copied()
             })
         };
         match info.kind {
