@@ -60,6 +60,10 @@ pub(super) fn try_fast<P: Packet>(
     }
     pe.untagged?;
     let ip = Ipv4Frame::parse(p.data(), pe)?;
+    // Our own tunnel endpoints are known to be local in this version's FIB.
+    if t.tunnels.is_local4(ip.dst) {
+        return try_decap4(t, worker, p, &ip);
+    }
     let (_, nh) = t.fib.lookup4_idx(ip.dst).ok()?;
     match *nh {
         NextHop::Forward(adj) => forward4(p, &ip, &adj).map(Fast::Tx),

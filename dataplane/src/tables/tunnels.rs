@@ -10,7 +10,7 @@
 //! sequence numbers).
 
 use crate::stats::{Counter, DropReason};
-use crate::tables::fib::Fib;
+use crate::tables::fib::{Fib, NextHop};
 use crate::tables::iface::IfIndex;
 use crate::tunnel::{DecapConfig, DecapInfo, Endpoints, GreSeqState, TunnelEncap, TunnelKind};
 use crate::wire::ipproto;
@@ -312,7 +312,14 @@ pub struct TunnelTable {
     /// none), looked up once by [`route_outer`](Self::route_outer) in the FIB published
     /// with this table; empty until then (every packet then looks it up).
     outer_nh: Vec<u32>,
+    /// Tunnel local IPv4 addresses the same FIB delivers locally (at most
+    /// [`LOCAL4_MAX`]), filled by [`route_outer`](Self::route_outer): a packet to one of
+    /// them skips the route lookup on the decap fast path.
+    local4: Vec<[u8; 4]>,
 }
+
+/// How many local tunnel addresses [`TunnelTable::is_local4`] scans (more are looked up).
+const LOCAL4_MAX: usize = 8;
 
 /// `outer_nh` of a tunnel whose far end has no route.
 const NO_ROUTE: u32 = u32::MAX;
@@ -333,6 +340,23 @@ impl TunnelTable {
                 r.map_or(NO_ROUTE, |(i, _)| i)
             })
             .collect();
+        self.local4.clear();
+        for e in &self.entries {
+            if let Endpoints::V4 { local, .. } = e.encap.endpoints {
+                let a = local.octets();
+                let is_local = matches!(fib.lookup4_idx(a), Ok((_, NextHop::Local { .. })));
+                if is_local && !self.local4.contains(&a) && self.local4.len() < LOCAL4_MAX {
+                    self.local4.push(a);
+                }
+            }
+        }
+    }
+
+    /// `dst` is a tunnel endpoint address of ours that the table version's FIB delivers
+    /// locally (false also when it was not among the first few, or before `route_outer`).
+    #[inline(always)]
+    pub fn is_local4(&self, dst: [u8; 4]) -> bool {
+        self.local4.contains(&dst)
     }
 
     /// The next-hop index of tunnel `i`'s far end in `fib` (the table version's FIB), or
@@ -609,13 +633,19 @@ mod tests {
 
     #[test]
     fn far_ends_are_routed_once_per_table() {
-        use crate::tables::fib::{FibRoute, NextHop};
-        let routes = [FibRoute {
-            addr: "10.0.0.0".parse().unwrap(),
-            len: 24,
-            nexthop: 1,
-        }];
-        let fib = Fib::build(&routes, vec![NextHop::Blackhole, NextHop::Blackhole]).unwrap();
+        use crate::tables::fib::FibRoute;
+        let route = |a: &str, len, nexthop| FibRoute {
+            addr: a.parse().unwrap(),
+            len,
+            nexthop,
+        };
+        let routes = [route("10.0.0.0", 24, 1), route("10.0.0.1", 32, 2)];
+        let nhs = vec![
+            NextHop::Blackhole,
+            NextHop::Blackhole,
+            NextHop::Local { ifindex: 0 },
+        ];
+        let fib = Fib::build(&routes, nhs).unwrap();
         let mut other = tun(TunnelKind::Gre, Some(2));
         other.endpoints = ep("10.0.0.1", "192.0.2.9");
         let mut t = TunnelTable::build(vec![
@@ -629,5 +659,9 @@ mod tests {
         let after: Vec<_> = (0..3).map(|i| t.outer_route(i, &fib)).collect();
         assert_eq!(before, vec![Some(1), None, None]);
         assert_eq!(after, before);
+        // Both tunnels start at 10.0.0.1, which this FIB delivers locally: listed once.
+        assert!(t.is_local4([10, 0, 0, 1]));
+        assert!(!t.is_local4([10, 0, 0, 2]));
+        assert_eq!(t.local4.len(), 1);
     }
 }
