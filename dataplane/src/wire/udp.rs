@@ -157,6 +157,23 @@ mod tests {
     }
 
     #[test]
+    fn a_computed_zero_is_sent_as_all_ones_over_ipv6() {
+        // Two payload bytes set to the checksum of the rest make the sum all ones, i.e. a
+        // computed checksum of 0, which must go out as 0xffff (0 means "none").
+        let (s6, d6) = ([0x20u8; 16], [0xfeu8; 16]);
+        let mut d = vec![0u8; HEADER_LEN + 10];
+        write_header(&mut d, 1234, 4789, (HEADER_LEN + 10) as u16);
+        fill_checksum_v6(&mut d, &s6, &d6);
+        let c = be16(&d, 6);
+        put16(&mut d, HEADER_LEN, c);
+        fill_checksum_v6(&mut d, &s6, &d6);
+        assert_eq!(be16(&d, 6), 0xffff);
+        assert!(UdpPacket::new_checked(&d[..])
+            .unwrap()
+            .verify_v6(&s6, &d6, false));
+    }
+
+    #[test]
     fn malformed_is_classified() {
         let mut d = [0u8; 12];
         write_header(&mut d, 1, 2, 13);
