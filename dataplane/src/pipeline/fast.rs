@@ -6,8 +6,9 @@
 //! * tunnel encapsulation of such a packet routed into an L3 tunnel, and of a frame from a
 //!   port cross-connected as a whole to an L2 tunnel, when the route to the far end is a
 //!   resolved untagged adjacency the result fits;
-//! * tunnel decapsulation of such a packet addressed to us (IPv4 underlay), the inner frame
-//!   sent out of its cross-connected port or the inner IPv4 packet forwarded as above.
+//! * tunnel decapsulation of such a packet addressed to us (or of an IPv6 one without
+//!   extension headers), the inner frame sent out of its cross-connected port or the inner
+//!   IPv4 or IPv6 packet forwarded to a resolved untagged adjacency it fits.
 //!
 //! Each must decide exactly what the node pipeline would for these packets, and declines
 //! (returns `None`, leaving the packet as it found it) everything else — options, VLANs,
@@ -59,6 +60,9 @@ pub(super) fn try_fast<P: Packet>(
         return try_xconnect_encap(t, worker, pe, p);
     }
     pe.untagged?;
+    if p.data().get(12..14) == Some(&[0x86, 0xdd]) {
+        return try_decap6(t, worker, pe, p);
+    }
     let ip = Ipv4Frame::parse(p.data(), pe)?;
     // Our own tunnel endpoints are known to be local in this version's FIB.
     if t.tunnels.is_local4(ip.dst) {
@@ -249,15 +253,46 @@ fn try_routed_encap<P: Packet>(
 /// A tunnel packet addressed to us over IPv4.
 #[inline(always)]
 fn try_decap4<P: Packet>(t: &Tables, worker: u32, p: &mut P, ip: &Ipv4Frame) -> Option<Fast> {
-    let d = p.data();
-    let pkt = &d[14..14 + ip.total];
+    let pkt = &p.data()[14..14 + ip.total];
     // Fragments go to the general path (which counts them).
     if u16::from_be_bytes([pkt[6], pkt[7]]) & 0x3fff != 0 {
         return None;
     }
-    let proto = pkt[9];
+    let (info, tun) = demux(t, pkt, pkt[9], 20)?;
+    decap_and_send(t, worker, p, &info, tun)
+}
+
+/// A tunnel packet addressed to us over IPv6: an untagged frame to our MAC, no extension
+/// headers, to one of our tunnel endpoints (known local in this version's FIB).
+#[inline(always)]
+fn try_decap6<P: Packet>(t: &Tables, worker: u32, pe: &PortEntry, p: &mut P) -> Option<Fast> {
+    let d = p.data();
+    if d.len() < 54 || d[0..6] != pe.mac.0 || d[12..14] != [0x86, 0xdd] || d[14] >> 4 != 6 {
+        return None;
+    }
+    let total = 40 + u16::from_be_bytes([d[18], d[19]]) as usize;
+    let dst = <[u8; 16]>::try_from(&d[38..54]).ok()?;
+    if total + 14 > d.len() || !t.tunnels.is_local6(dst) {
+        return None;
+    }
+    let pkt = &d[14..14 + total];
+    let (info, tun) = demux(t, pkt, pkt[6], 40)?;
+    let e = t.tunnels.get(tun)?;
+    if info.udp6_zero_checksum && !e.encap.udp6_zero_checksum {
+        return None;
+    }
+    decap_and_send(t, worker, p, &info, tun)
+}
+
+/// Parse the tunnel packet `pkt` (an IP packet to us whose upper layer, `proto`, starts at
+/// `l4`) and find its tunnel, as local dispatch and the decap node would: IKE and NAT-T
+/// ports, protocols and ports no tunnel uses, parse errors and unknown keys decline.
+#[inline(always)]
+fn demux(t: &Tables, pkt: &[u8], proto: u8, l4: usize) -> Option<(tunnel::DecapInfo, u32)> {
     let port = if proto == ipproto::UDP {
-        let dport = pkt.get(22..24).map(|b| u16::from_be_bytes([b[0], b[1]]))?;
+        let dport = pkt
+            .get(l4 + 2..l4 + 4)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))?;
         if IKE_PORTS.contains(&dport) {
             return None;
         }
@@ -269,33 +304,70 @@ fn try_decap4<P: Packet>(t: &Tables, worker: u32, p: &mut P, ip: &Ipv4Frame) -> 
         return None;
     }
     let info = tunnel::decap_parse(pkt, &t.tunnels.decap_config()).ok()?;
-    let e = t.tunnels.lookup(&info).and_then(|i| t.tunnels.get(i))?;
+    let tun = t.tunnels.lookup(&info)?;
+    Some((info, tun))
+}
+
+/// Where the inner IP packet `inner` (just checked by decap_parse) is forwarded: the
+/// untagged adjacency of its route when the node pipeline would forward it there — a valid
+/// unicast header (IPv4 without options), TTL / hop limit left, a resolved adjacency it fits.
+#[inline(always)]
+fn inner_adjacency(t: &Tables, inner: &[u8], v6: bool) -> Option<Adjacency> {
+    let nh = if v6 {
+        let h = inner.get(..40)?;
+        let total = 40 + u16::from_be_bytes([h[4], h[5]]) as usize;
+        if h[0] >> 4 != 6 || total != inner.len() || h[24] == 0xff || h[7] <= 1 {
+            return None;
+        }
+        t.fib
+            .lookup6_idx(<[u8; 16]>::try_from(&h[24..40]).ok()?)
+            .ok()?
+            .1
+    } else {
+        let h = <&[u8; 20]>::try_from(inner.get(..20)?).ok()?;
+        if unicast4_total(h, inner.len())? != inner.len() || h[8] <= 1 {
+            return None;
+        }
+        t.fib.lookup4_idx([h[16], h[17], h[18], h[19]]).ok()?.1
+    };
+    match nh {
+        NextHop::Forward(adj) if adj.vlan == 0 && inner.len() <= adj.mtu as usize => Some(*adj),
+        _ => None,
+    }
+}
+
+/// Decapsulate `p` (a frame whose IP packet `info` describes, in tunnel `tun`) and send the
+/// inner frame out of its cross-connect or the inner packet to its next hop — or decline,
+/// with the packet as it was, when the node pipeline would do anything else.
+#[inline(always)]
+fn decap_and_send<P: Packet>(
+    t: &Tables,
+    worker: u32,
+    p: &mut P,
+    info: &tunnel::DecapInfo,
+    tun: u32,
+) -> Option<Fast> {
+    let e = t.tunnels.get(tun)?;
     if e.encap.gre_sequence {
         return None;
     }
     // Where the inner packet goes, decided before anything changes.
+    let inner = || {
+        let at = 14 + info.header_len;
+        p.data().get(at..at + info.inner_len)
+    };
     let out = match (e.attach, info.payload) {
         (Attach::Xconnect { port, vlan: 0 }, PayloadType::Ethernet) => Ok(port),
         (Attach::L3 { .. }, PayloadType::Ipv4) => {
-            let at = info.header_len;
-            let inner = pkt.get(at..at + info.inner_len)?;
-            let h = <&[u8; 20]>::try_from(inner.get(..20)?).ok()?;
-            if unicast4_total(h, inner.len())? != inner.len() || h[8] <= 1 {
-                return None;
-            }
-            match t.fib.lookup4_idx([h[16], h[17], h[18], h[19]]).ok()? {
-                (_, NextHop::Forward(adj)) if adj.vlan == 0 && inner.len() <= adj.mtu as usize => {
-                    Err(*adj)
-                }
-                _ => return None,
-            }
+            Err((inner_adjacency(t, inner()?, false)?, false))
         }
+        (Attach::L3 { .. }, PayloadType::Ipv6) => Err((inner_adjacency(t, inner()?, true)?, true)),
         _ => return None,
     };
     if !p.adj(ethernet::HEADER_LEN) {
         return None;
     }
-    if tunnel::decap(p, &info, &e.encap, None).is_err() {
+    if tunnel::decap(p, info, &e.encap, None).is_err() {
         // Nothing changed by decap: give the Ethernet header back, the general path counts.
         if !p.prepend(ethernet::HEADER_LEN) {
             return Some(Fast::Drop(DropReason::NoHeadroom));
@@ -308,13 +380,20 @@ fn try_decap4<P: Packet>(t: &Tables, worker: u32, p: &mut P, ip: &Ipv4Frame) -> 
     }
     match out {
         Ok(port) => Some(Fast::Tx(port)),
-        Err(adj) => {
-            decrement_ttl(p.data_mut());
+        Err((adj, v6)) => {
+            let d = p.data_mut();
+            let et = if v6 {
+                d[7] -= 1;
+                EtherType::IPV6
+            } else {
+                decrement_ttl(d);
+                EtherType::IPV4
+            };
             // Room: the outer headers just removed.
             if !p.prepend(ethernet::HEADER_LEN) {
                 return Some(Fast::Drop(DropReason::NoHeadroom));
             }
-            ethernet::write_header(p.data_mut(), adj.dst, adj.src, EtherType::IPV4);
+            ethernet::write_header(p.data_mut(), adj.dst, adj.src, et);
             Some(Fast::Tx(adj.port))
         }
     }

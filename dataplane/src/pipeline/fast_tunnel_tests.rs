@@ -42,9 +42,14 @@ fn v6(local: &str, remote: &str) -> Endpoints {
     }
 }
 
-/// Tunnel 0: GRE key 7 to 10.1.0.2 (10.9/16 routed in); 1: IPIP to 10.1.0.3 (10.7/16);
-/// 2: L2 tunnel `L2_KINDS[l2]` cross-connected to the whole of port 2. Our side's view when
-/// `ours`, the peer's otherwise.
+/// The last variant runs its L2 tunnel and IPIP over IPv6.
+fn v6_variant(l2: usize) -> bool {
+    l2 == L2_KINDS.len() - 1
+}
+
+/// Tunnel 0: GRE key 7 to 10.1.0.2 (10.9/16 routed in); 1: IPIP to 10.1.0.3 or
+/// 2001:db8:1::3 (10.7/16 and 2001:db8:7::/48 routed in); 2: L2 tunnel `L2_KINDS[l2]`
+/// cross-connected to the whole of port 2. Our side's view when `ours`, the peer's otherwise.
 fn encaps(l2: usize, ours: bool) -> [TunnelEncap; 3] {
     let flip = |a: &str, b: &str| {
         if ours {
@@ -56,10 +61,15 @@ fn encaps(l2: usize, ours: bool) -> [TunnelEncap; 3] {
     let (l, r) = flip("10.1.0.1", "10.1.0.2");
     let mut gre = TunnelEncap::new(TunnelKind::Gre, v4(&l, &r));
     gre.key = Some(7);
-    let (l, r) = flip("10.1.0.1", "10.1.0.3");
-    let ipip = TunnelEncap::new(TunnelKind::Ipip, v4(&l, &r));
+    let ipip = if v6_variant(l2) {
+        let (l, r) = flip("2001:db8:1::1", "2001:db8:1::3");
+        TunnelEncap::new(TunnelKind::Ipip, v6(&l, &r))
+    } else {
+        let (l, r) = flip("10.1.0.1", "10.1.0.3");
+        TunnelEncap::new(TunnelKind::Ipip, v4(&l, &r))
+    };
     let kind = L2_KINDS[l2];
-    let ends = if l2 == L2_KINDS.len() - 1 {
+    let ends = if v6_variant(l2) {
         let (l, r) = flip("2001:db8:1::1", "2001:db8:1::2");
         v6(&l, &r)
     } else {
@@ -131,6 +141,9 @@ fn rig(l2: usize) -> Rig {
         rt("2001:db8:1::", 64, 3),
         rt("10.9.0.0", 16, 4),
         rt("10.7.0.0", 16, 5),
+        rt("2001:db8:a::1", 128, 0),
+        rt("2001:db8:a::", 64, 1),
+        rt("2001:db8:7::", 48, 5),
     ];
     let [gre, ipip, x] = encaps(l2, true);
     let entry = |encap: TunnelEncap, attach, mtu| TunnelSpec {
@@ -199,8 +212,26 @@ fn frame(l2: usize, kind: u8, len: usize, ttl: u8) -> (u16, Vec<u8>) {
             .unwrap();
         v
     };
+    let inner_ip6 = |dst: &str| {
+        let dst: std::net::Ipv6Addr = dst.parse().unwrap();
+        let mut v = Vec::new();
+        etherparse::PacketBuilder::ipv6([0x20; 16], dst.octets(), ttl)
+            .udp(5678, 1234)
+            .write(&mut v, &vec![0x17; len])
+            .unwrap();
+        v
+    };
+    let v6 = v6_variant(l2);
     match kind % 8 {
         0 => (0, udp4(MAC0, [10, 0, 0, 2], [10, 9, 1, 1], ttl, len)),
+        1 if v6 => {
+            let mut f = vec![];
+            f.extend_from_slice(&MAC0.0);
+            f.extend_from_slice(&HOST_A.0);
+            f.extend_from_slice(&[0x86, 0xdd]);
+            f.extend_from_slice(&inner_ip6("2001:db8:7::1"));
+            (0, f)
+        }
         1 => (0, udp4(MAC0, [10, 0, 0, 2], [10, 7, 1, 1], ttl, len)),
         2 => (0, udp4(MAC0, [10, 0, 0, 2], [10, 1, 0, 2], ttl, len)),
         3 => (
@@ -214,6 +245,7 @@ fn frame(l2: usize, kind: u8, len: usize, ttl: u8) -> (u16, Vec<u8>) {
             ),
         ),
         4 => (1, from_peer(l2, 0, &inner_ip([10, 0, 0, 2]))),
+        5 if v6 => (1, from_peer(l2, 1, &inner_ip6("2001:db8:a::3"))),
         5 => (1, from_peer(l2, 1, &inner_ip([10, 0, 0, 3]))),
         6 => (
             1,

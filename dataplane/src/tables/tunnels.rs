@@ -316,9 +316,12 @@ pub struct TunnelTable {
     /// [`LOCAL4_MAX`]), filled by [`route_outer`](Self::route_outer): a packet to one of
     /// them skips the route lookup on the decap fast path.
     local4: Vec<[u8; 4]>,
+    /// The same for IPv6 endpoints.
+    local6: Vec<[u8; 16]>,
 }
 
-/// How many local tunnel addresses [`TunnelTable::is_local4`] scans (more are looked up).
+/// How many local tunnel addresses of a family [`TunnelTable::is_local4`] and
+/// [`TunnelTable::is_local6`] scan (more are looked up).
 const LOCAL4_MAX: usize = 8;
 
 /// `outer_nh` of a tunnel whose far end has no route.
@@ -341,15 +344,31 @@ impl TunnelTable {
             })
             .collect();
         self.local4.clear();
+        self.local6.clear();
         for e in &self.entries {
-            if let Endpoints::V4 { local, .. } = e.encap.endpoints {
-                let a = local.octets();
-                let is_local = matches!(fib.lookup4_idx(a), Ok((_, NextHop::Local { .. })));
-                if is_local && !self.local4.contains(&a) && self.local4.len() < LOCAL4_MAX {
-                    self.local4.push(a);
+            match e.encap.endpoints {
+                Endpoints::V4 { local, .. } => {
+                    let a = local.octets();
+                    let is_local = matches!(fib.lookup4_idx(a), Ok((_, NextHop::Local { .. })));
+                    if is_local && !self.local4.contains(&a) && self.local4.len() < LOCAL4_MAX {
+                        self.local4.push(a);
+                    }
+                }
+                Endpoints::V6 { local, .. } => {
+                    let a = local.octets();
+                    let is_local = matches!(fib.lookup6_idx(a), Ok((_, NextHop::Local { .. })));
+                    if is_local && !self.local6.contains(&a) && self.local6.len() < LOCAL4_MAX {
+                        self.local6.push(a);
+                    }
                 }
             }
         }
+    }
+
+    /// [`is_local4`](Self::is_local4) for IPv6 endpoints.
+    #[inline(always)]
+    pub fn is_local6(&self, dst: [u8; 16]) -> bool {
+        self.local6.contains(&dst)
     }
 
     /// `dst` is a tunnel endpoint address of ours that the table version's FIB delivers
