@@ -557,3 +557,66 @@ impl Dut for Testpmd {
         Ok(())
     }
 }
+
+/// What a Scapy check script (`bench/reference/*_check.py`) said about a one-pass capture.
+pub struct ScapyVerdict {
+    /// Its one-line JSON report (`ok`, `inputs`, `bad`, `frames`, `first_error`, ...).
+    pub report: serde_json::Value,
+    /// The script exited 0: everything checked out.
+    pub passed: bool,
+}
+
+impl ScapyVerdict {
+    /// "ok N/M" counts from the report.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.report["ok"].as_u64().unwrap_or(0),
+            self.report["inputs"].as_u64().unwrap_or(0),
+        )
+    }
+
+    /// The failure line for a check that did not pass.
+    pub fn failure(&self) -> String {
+        let (ok, n) = self.counts();
+        let v = &self.report;
+        format!(
+            "FAILED {ok}/{n} matched, {} bad, {} frames out: {}",
+            v["bad"], v["frames"], v["first_error"]
+        )
+    }
+}
+
+/// Write `script` (its text) and `spec` (the JSON it reads) into `work` and run it with the
+/// system Python (where Debian's Scapy is) as `script [args before] spec input output`.
+pub fn scapy_check(
+    work: &Path,
+    script: (&str, &str),
+    spec: (&str, &serde_json::Value),
+    args_before: &[&str],
+    input: &Path,
+    output: &Path,
+) -> Result<ScapyVerdict, String> {
+    let script_path = work.join(script.0);
+    std::fs::write(&script_path, script.1).map_err(|e| e.to_string())?;
+    let spec_path = work.join(spec.0);
+    std::fs::write(&spec_path, spec.1.to_string()).map_err(|e| e.to_string())?;
+    let out = Command::new("/usr/bin/python3")
+        .arg(&script_path)
+        .args(args_before)
+        .arg(&spec_path)
+        .arg(input)
+        .arg(output)
+        .output()
+        .map_err(|e| format!("python3: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let report = serde_json::from_str(&text).map_err(|_| {
+        format!(
+            "Scapy check failed to run: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    Ok(ScapyVerdict {
+        report,
+        passed: out.status.success(),
+    })
+}

@@ -702,35 +702,28 @@ fn verify(
 
 /// Run `tunnel_check.py` on a one-pass capture; its one-line verdict.
 fn check(work: &Path, t: &Type, dir: Dir, input: &Path, output: &Path) -> Result<String, String> {
-    let script = work.join("tunnel_check.py");
-    std::fs::write(&script, TUNNEL_CHECK).map_err(|e| e.to_string())?;
-    let spec = work.join(format!("check_{}_{}.json", t.name, dir.name()));
-    std::fs::write(&spec, t.check_json(dir).to_string()).map_err(|e| e.to_string())?;
-    let out = std::process::Command::new("/usr/bin/python3")
-        .arg(&script)
-        .arg(&spec)
-        .arg(input)
-        .arg(output)
-        .output()
-        .map_err(|e| format!("python3: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
-        format!(
-            "Scapy check failed to run: {text} {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })?;
-    let (ok, n) = (
-        v["ok"].as_u64().unwrap_or(0),
-        v["inputs"].as_u64().unwrap_or(0),
-    );
+    let v = run::scapy_check(
+        work,
+        ("tunnel_check.py", TUNNEL_CHECK),
+        (
+            &format!("check_{}_{}.json", t.name, dir.name()),
+            &t.check_json(dir),
+        ),
+        &[],
+        input,
+        output,
+    )?;
+    if !v.passed {
+        return Err(v.failure());
+    }
+    let (ok, n) = v.counts();
     let what = match dir {
         Dir::Encap => {
             "Scapy checked the outer headers of every tunnel packet sent; inner = the input"
         }
         Dir::Decap => "Scapy unwrapped the input; every frame sent is one of its inner frames",
     };
-    let entropy: Vec<String> = v["entropy"]
+    let entropy: Vec<String> = v.report["entropy"]
         .as_object()
         .map(|m| m.iter().map(|(k, n)| format!("{n} {k}s")).collect())
         .unwrap_or_default();
@@ -739,17 +732,10 @@ fn check(work: &Path, t: &Type, dir: Dir, input: &Path, output: &Path) -> Result
     } else {
         format!("distinct outer {}", entropy.join(", "))
     };
-    if out.status.success() {
-        Ok(format!(
-            "ok {ok}/{n} ({what}; {entropy}; {} other frames)",
-            v["other"]
-        ))
-    } else {
-        Err(format!(
-            "FAILED {ok}/{n} matched, {} bad, {} frames out: {}",
-            v["bad"], v["frames"], v["first_error"]
-        ))
-    }
+    Ok(format!(
+        "ok {ok}/{n} ({what}; {entropy}; {} other frames)",
+        v.report["other"]
+    ))
 }
 
 #[cfg(test)]

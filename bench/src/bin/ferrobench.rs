@@ -34,7 +34,9 @@
 use bench::esp::{Alg, Dir};
 use bench::frames::{Size, HOST_A, HOST_B};
 use bench::report::{self, rate_cells};
-use bench::run::{cpu_hz, loadavg, measure, settle, wait_count, Dut, Ferrogate, Rate, Testpmd};
+use bench::run::{
+    self, cpu_hz, loadavg, measure, settle, wait_count, Dut, Ferrogate, Rate, Testpmd,
+};
 use bench::secgw::{self, Secgw, SecgwRun};
 use bench::{frames, pcap};
 use clap::{Parser, Subcommand};
@@ -373,43 +375,25 @@ fn scapy_check(
     let Some(sa) = alg.check_json(dir) else {
         return Ok(format!("unchecked: Scapy has no {}", alg.label));
     };
-    let script = work.join("esp_check.py");
-    std::fs::write(&script, secgw::ESP_CHECK).map_err(|e| e.to_string())?;
-    let sa_path = work.join(format!("check_{}_{}.json", alg.label, dir.name()));
-    std::fs::write(&sa_path, sa.to_string()).map_err(|e| e.to_string())?;
-    let out = std::process::Command::new("/usr/bin/python3")
-        .arg(&script)
-        .arg(dir.name())
-        .arg(&sa_path)
-        .arg(input)
-        .arg(output)
-        .output()
-        .map_err(|e| format!("python3: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
-        format!(
-            "Scapy check failed to run: {text} {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })?;
-    let (ok, n) = (
-        v["ok"].as_u64().unwrap_or(0),
-        v["inputs"].as_u64().unwrap_or(0),
-    );
-    if out.status.success() {
-        Ok(format!(
-            "ok {ok}/{n} ({})",
-            match dir {
-                Dir::Out => "Scapy decrypted every ESP frame sent; inner packets = the input",
-                Dir::In => "Scapy decrypted the ESP input; every packet sent is one of those",
-            }
-        ))
-    } else {
-        Err(format!(
-            "FAILED {ok}/{n} matched, {} bad, {} frames out: {}",
-            v["bad"], v["frames"], v["first_error"]
-        ))
+    let v = run::scapy_check(
+        work,
+        ("esp_check.py", secgw::ESP_CHECK),
+        (&format!("check_{}_{}.json", alg.label, dir.name()), &sa),
+        &[dir.name()],
+        input,
+        output,
+    )?;
+    if !v.passed {
+        return Err(v.failure());
     }
+    let (ok, n) = v.counts();
+    Ok(format!(
+        "ok {ok}/{n} ({})",
+        match dir {
+            Dir::Out => "Scapy decrypted every ESP frame sent; inner packets = the input",
+            Dir::In => "Scapy decrypted the ESP input; every packet sent is one of those",
+        }
+    ))
 }
 
 fn esp_bench(algs: &[Alg], o: &EspOpts, compare: Option<&str>) -> Result<(), String> {

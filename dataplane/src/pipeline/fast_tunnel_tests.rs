@@ -3,17 +3,16 @@
 //! tunnel packets from the peer, plain forwarding between them — valid and corrupted, must
 //! give the same frames, drop counters and per-tunnel counters either way.
 
-use super::tests::{udp4, Rig, HOST_A, HOST_B, MAC0, MAC1};
+use super::tests::{adjacency, route, udp4, Rig, HOST_A, HOST_B, MAC0, MAC1};
 use super::*;
 use crate::packet::HeapPacket;
-use crate::tables::fib::{Fib, FibRoute, NextHop};
-use crate::tables::iface::{Adjacency, IfKind, Interface, PortEntry, XCONNECT_PORT};
+use crate::tables::fib::{Fib, NextHop};
+use crate::tables::iface::{IfKind, Interface, PortEntry, XCONNECT_PORT};
 use crate::tables::tunnels::{Attach, TunnelEntry, TunnelShared, TunnelSpec, TunnelTable};
 use crate::tunnel::{self, Endpoints, TunnelEncap, TunnelKind};
 use crate::wire::ethernet::{self, EtherType};
 use crate::wire::{Ipv4Packet, Mac};
 use proptest::prelude::*;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 const MAC2: Mac = Mac([2, 0, 0, 0, 0, 0x12]);
@@ -109,16 +108,7 @@ fn rig(l2: usize) -> Rig {
         tun_if(0),
         tun_if(1),
     ];
-    let adj = |ifindex, port, dst, src| {
-        NextHop::Forward(Adjacency {
-            ifindex,
-            port,
-            vlan: 0,
-            dst,
-            src,
-            mtu: 1500,
-        })
-    };
+    let adj = adjacency;
     let nhs = vec![
         NextHop::Local { ifindex: 0 },
         adj(0, 0, HOST_A, MAC0),
@@ -127,11 +117,7 @@ fn rig(l2: usize) -> Rig {
         NextHop::Tunnel { tunnel: 0 },
         NextHop::Tunnel { tunnel: 1 },
     ];
-    let rt = |a: &str, len, nexthop| FibRoute {
-        addr: a.parse::<IpAddr>().unwrap(),
-        len,
-        nexthop,
-    };
+    let rt = route;
     let routes = [
         rt("10.0.0.1", 32, 0),
         rt("10.0.0.0", 24, 1),

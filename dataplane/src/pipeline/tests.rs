@@ -184,6 +184,27 @@ impl Rig {
     }
 }
 
+/// An untagged adjacency with MTU 1500 (test tables).
+pub(super) fn adjacency(ifindex: u16, port: u16, dst: Mac, src: Mac) -> NextHop {
+    NextHop::Forward(Adjacency {
+        ifindex,
+        port,
+        vlan: 0,
+        dst,
+        src,
+        mtu: 1500,
+    })
+}
+
+/// A route to next hop `nexthop` (test tables).
+pub(super) fn route(addr: &str, len: u8, nexthop: u32) -> FibRoute {
+    FibRoute {
+        addr: addr.parse::<IpAddr>().unwrap(),
+        len,
+        nexthop,
+    }
+}
+
 pub(super) fn udp4(dst_mac: Mac, src: [u8; 4], dst: [u8; 4], ttl: u8, len: usize) -> Vec<u8> {
     let mut v = Vec::new();
     PacketBuilder::ethernet2(HOST_A.0, dst_mac.0)

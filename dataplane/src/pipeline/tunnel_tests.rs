@@ -1,16 +1,15 @@
 //! Pipeline tests of the tunnel nodes over heap packets: a GRE routed interface, VXLAN
 //! cross-connects on VLANs, an inbound-only tunnel; MTU handling and per-tunnel counters.
 
-use super::tests::{udp4, Rig, HOST_A, HOST_B, MAC0, MAC1};
+use super::tests::{adjacency, route, udp4, Rig, HOST_A, HOST_B, MAC0, MAC1};
 use super::*;
 use crate::packet::HeapPacket;
-use crate::tables::fib::{Fib, FibRoute, NextHop};
-use crate::tables::iface::{Adjacency, IfKind, Interface, PortEntry};
+use crate::tables::fib::{Fib, NextHop};
+use crate::tables::iface::{IfKind, Interface, PortEntry};
 use crate::tables::tunnels::{Attach, TunnelEntry, TunnelShared, TunnelSpec, TunnelTable};
 use crate::tunnel::{self, Endpoints, TunnelEncap, TunnelKind};
 use crate::wire::ethernet::{self, EtherType};
 use crate::wire::{Ipv4Packet, Mac};
-use std::net::IpAddr;
 use std::sync::Arc;
 
 const GRE: u32 = 0;
@@ -72,16 +71,7 @@ fn rig() -> Rig {
             icmp_src_v6: None,
         },
     ];
-    let adj = |ifindex, port, dst, src| {
-        NextHop::Forward(Adjacency {
-            ifindex,
-            port,
-            vlan: 0,
-            dst,
-            src,
-            mtu: 1500,
-        })
-    };
+    let adj = adjacency;
     let nhs = vec![
         NextHop::Local { ifindex: 0 },
         adj(0, 0, HOST_A, MAC0),
@@ -91,11 +81,7 @@ fn rig() -> Rig {
         NextHop::Tunnel { tunnel: INBOUND },
         NextHop::Local { ifindex: 2 },
     ];
-    let rt = |a: &str, len, nexthop| FibRoute {
-        addr: a.parse::<IpAddr>().unwrap(),
-        len,
-        nexthop,
-    };
+    let rt = route;
     let routes = [
         rt("10.0.0.1", 32, 0),
         rt("10.0.0.0", 24, 1),
