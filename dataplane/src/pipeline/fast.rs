@@ -1,8 +1,8 @@
 //! The fast paths: the cases that dominate a router's and a tunnel endpoint's load, each done
 //! in one pass over the frame instead of a walk through the node queues —
-//! * IPv4 forwarding: an untagged unicast frame to our MAC carrying an option-less, valid
-//!   IPv4 header whose route is a resolved untagged adjacency and that fits its MTU, the
-//!   Ethernet header rewritten in place (no strip and re-prepend);
+//! * IPv4 and IPv6 forwarding: an untagged unicast frame to our MAC carrying an option-less,
+//!   valid IPv4 header (or an IPv6 one) whose route is a resolved untagged adjacency and that
+//!   fits its MTU, the Ethernet header rewritten in place (no strip and re-prepend);
 //! * tunnel encapsulation of such a packet routed into an L3 tunnel, and of a frame from a
 //!   port cross-connected as a whole to an L2 tunnel, when the route to the far end is a
 //!   resolved untagged adjacency the result fits;
@@ -61,7 +61,7 @@ pub(super) fn try_fast<P: Packet>(
     }
     pe.untagged?;
     if p.data().get(12..14) == Some(&[0x86, 0xdd]) {
-        return try_decap6(t, worker, pe, p);
+        return try_ipv6(t, worker, pe, p);
     }
     let ip = Ipv4Frame::parse(p.data(), pe)?;
     // Our own tunnel endpoints are known to be local in this version's FIB.
@@ -262,20 +262,59 @@ fn try_decap4<P: Packet>(t: &Tables, worker: u32, p: &mut P, ip: &Ipv4Frame) -> 
     decap_and_send(t, worker, p, &info, tun)
 }
 
-/// A tunnel packet addressed to us over IPv6: an untagged frame to our MAC, no extension
-/// headers, to one of our tunnel endpoints (known local in this version's FIB).
+/// An untagged IPv6 frame to our MAC (no extension headers needed but for decap): forwarded,
+/// routed into a tunnel, or — to one of our tunnel endpoints known local in this version's
+/// FIB — decapsulated.
 #[inline(always)]
-fn try_decap6<P: Packet>(t: &Tables, worker: u32, pe: &PortEntry, p: &mut P) -> Option<Fast> {
+fn try_ipv6<P: Packet>(t: &Tables, worker: u32, pe: &PortEntry, p: &mut P) -> Option<Fast> {
     let d = p.data();
-    if d.len() < 54 || d[0..6] != pe.mac.0 || d[12..14] != [0x86, 0xdd] || d[14] >> 4 != 6 {
+    if d.len() < 54 || d[0..6] != pe.mac.0 || d[14] >> 4 != 6 {
         return None;
     }
     let total = 40 + u16::from_be_bytes([d[18], d[19]]) as usize;
     let dst = <[u8; 16]>::try_from(&d[38..54]).ok()?;
-    if total + 14 > d.len() || !t.tunnels.is_local6(dst) {
+    // Multicast is for the host stack.
+    if total + 14 > d.len() || dst[0] == 0xff {
         return None;
     }
-    let pkt = &d[14..14 + total];
+    let pad = d.len() - 14 - total;
+    if t.tunnels.is_local6(dst) {
+        return try_decap6(t, worker, p, total);
+    }
+    let hop_left = d[21] > 1;
+    match *t.fib.lookup6_idx(dst).ok()?.1 {
+        NextHop::Forward(adj) if hop_left && adj.vlan == 0 && total <= adj.mtu as usize => {
+            if pad > 0 && !p.trim(pad) {
+                return None;
+            }
+            let d = p.data_mut();
+            d[0..6].copy_from_slice(&adj.dst.0);
+            d[6..12].copy_from_slice(&adj.src.0);
+            d[21] -= 1;
+            Some(Fast::Tx(adj.port))
+        }
+        NextHop::Tunnel { tunnel } if hop_left => {
+            let e = t.tunnels.get(tunnel)?;
+            if !e.encap.carries().accepts(PayloadType::Ipv6) {
+                return None;
+            }
+            let adj = encap_target(t, tunnel, e, p, total)?;
+            // Past this point the packet is changed: failures are drops.
+            if !p.adj(ethernet::HEADER_LEN) || (pad > 0 && !p.trim(pad)) {
+                return Some(Fast::Drop(DropReason::EthTruncated));
+            }
+            p.data_mut()[7] -= 1;
+            Some(encap_and_send(worker, e, &adj, p, false))
+        }
+        _ => None,
+    }
+}
+
+/// A tunnel packet addressed to us over IPv6 (`total` octets of IP), without extension
+/// headers.
+#[inline(always)]
+fn try_decap6<P: Packet>(t: &Tables, worker: u32, p: &mut P, total: usize) -> Option<Fast> {
+    let pkt = &p.data()[14..14 + total];
     let (info, tun) = demux(t, pkt, pkt[6], 40)?;
     let e = t.tunnels.get(tun)?;
     if info.udp6_zero_checksum && !e.encap.udp6_zero_checksum {
