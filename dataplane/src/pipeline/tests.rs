@@ -476,7 +476,7 @@ mod fast_path {
     fn base(kind: u8, ttl: u8, len: usize) -> Vec<u8> {
         // IPv6: forwarded, to us, multicast, unrouted, and one with a longer payload.
         let dsts6 = ["2001:db8:b::7", "2001:db8:a::1", "ff02::1", "2001:db8:c::1"];
-        if kind % 3 == 2 && kind % 2 == 0 {
+        if kind % 3 == 2 && kind.is_multiple_of(2) {
             let d = dsts6[(kind as usize / 6) % dsts6.len()];
             let mut f = udp6(MAC0, "2001:db8:a::2", d, ttl);
             f.extend(std::iter::repeat_n(0x33, len.min(1400)));
