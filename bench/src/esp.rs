@@ -5,7 +5,7 @@
 //! cipher speed of the dataplane's `SaCrypto` on the very buffers the ESP path seals.
 
 use crate::frames::DUT_MAC;
-use crate::run::{thread_ticks, CpuSample, Rate};
+use crate::run::{self, thread_ticks, CpuSample, Rate};
 use dataplane::esp::{self, AesKeyLen, Integ, Mode, Sa, SaConfig, SaCrypto, Suite};
 use dataplane::outer::OuterPolicy;
 use dataplane::packet::{HeapPacket, Packet};
@@ -227,18 +227,11 @@ via = "10.9.0.2"
 "#
             ),
         };
+        let system = run::system_toml(socket, prefix);
         // MTU 1600 on both ports (ipsec-secgw gets --mtu 1600): IMIX's 1500-byte IP packets
         // are 1556 bytes after ESP.
         format!(
-            r#"[system]
-socket = "{socket}"
-file_prefix = "{prefix}"
-main_lcore = 0
-mempool_mbufs = 16383
-worker_idle_sleep_us = 0
-log = "warn"
-
-[[ports]]
+            r#"{system}[[ports]]
 name = "in"
 devargs = "{rx_devargs}"
 mac = "02:00:00:00:00:02"

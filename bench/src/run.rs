@@ -248,16 +248,9 @@ pub struct Ferrogate {
 
 impl Ferrogate {
     pub fn config(socket: &str, prefix: &str, input: &Path) -> String {
+        let system = system_toml(socket, prefix);
         format!(
-            r#"[system]
-socket = "{socket}"
-file_prefix = "{prefix}"
-main_lcore = 0
-mempool_mbufs = 16383
-worker_idle_sleep_us = 0
-log = "warn"
-
-[[ports]]
+            r#"{system}[[ports]]
 name = "in"
 devargs = "net_pcap0,rx_pcap={input},infinite_rx=1"
 mac = "02:00:00:00:00:02"
@@ -619,4 +612,21 @@ pub fn scapy_check(
         report,
         passed: out.status.success(),
     })
+}
+
+/// The `[system]` table every measured ferrogate runs with: its control socket and EAL file
+/// prefix, the main lcore 0 (the worker gets lcore 1), a fixed pool, a worker that never
+/// sleeps, quiet logs.
+pub fn system_toml(socket: &str, prefix: &str) -> String {
+    format!(
+        r#"[system]
+socket = "{socket}"
+file_prefix = "{prefix}"
+main_lcore = 0
+mempool_mbufs = 16383
+worker_idle_sleep_us = 0
+log = "warn"
+
+"#
+    )
 }

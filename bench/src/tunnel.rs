@@ -363,17 +363,10 @@ impl Type {
                     + &format!("[[routes]]\nprefix = \"{local_net}\"\nvia = \"{nh}\"\n")
             }
         };
+        let system = run::system_toml(socket, prefix);
         // MTU 1600 on both ports (as in `esp`): IMIX's 1514-byte frames fit once encapsulated.
         format!(
-            r#"[system]
-socket = "{socket}"
-file_prefix = "{prefix}"
-main_lcore = 0
-mempool_mbufs = 16383
-worker_idle_sleep_us = 0
-log = "warn"
-
-[[ports]]
+            r#"{system}[[ports]]
 name = "in"
 devargs = "{rx_devargs}"
 mac = "{dut}"

@@ -503,3 +503,21 @@ pub fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Run `ferrobench ARGS --dir WORK` and return its standard output; the test fails, showing
+/// both outputs, unless it exits 0.
+pub fn ferrobench(args: &[&str], work: &std::path::Path) -> String {
+    let out = Command::new(bin("ferrobench"))
+        .args(args)
+        .arg("--dir")
+        .arg(work)
+        .output()
+        .expect("run ferrobench");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}

@@ -3,14 +3,14 @@
 //! non-zero rate, and the Scapy check of each program's output passed. (Speed itself is never
 //! asserted.) The ipsec-secgw build is cached in /var/tmp across runs.
 
-use tests::{bin, require_env, Scratch};
+use tests::{ferrobench, require_env, Scratch};
 
 #[test]
 fn ferrobench_esp_seals_and_opens_and_scapy_agrees() {
     require_env();
     let dir = Scratch::new("benchesp");
-    let out = std::process::Command::new(bin("ferrobench"))
-        .args([
+    let text = ferrobench(
+        &[
             "esp",
             "--algs",
             "aes-gcm-128",
@@ -30,16 +30,8 @@ fn ferrobench_esp_seals_and_opens_and_scapy_agrees() {
             "cpu",
             "--secgw-cache",
             "/var/tmp/ferrobench-secgw-cache",
-            "--dir",
-        ])
-        .arg(dir.file("work"))
-        .output()
-        .expect("run ferrobench");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &dir.file("work"),
     );
     // program alg dir bytes Mpps ...
     let mpps = |prog: &str, dir: &str| -> f64 {

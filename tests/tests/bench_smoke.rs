@@ -1,14 +1,14 @@
 //! `ferrobench forward --compare testpmd` really runs both programs: a short window at 64
 //! bytes, every row parsed, both rates non-zero. (Speed itself is never asserted.)
 
-use tests::{bin, require_env, Scratch};
+use tests::{ferrobench, require_env, Scratch};
 
 #[test]
 fn ferrobench_forward_runs_ferrogate_and_testpmd() {
     require_env();
     let dir = Scratch::new("bench");
-    let out = std::process::Command::new(bin("ferrobench"))
-        .args([
+    let text = ferrobench(
+        &[
             "forward",
             "--sizes",
             "64",
@@ -18,16 +18,8 @@ fn ferrobench_forward_runs_ferrogate_and_testpmd() {
             "1",
             "--compare",
             "testpmd",
-            "--dir",
-        ])
-        .arg(dir.file("work"))
-        .output()
-        .expect("run ferrobench");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &dir.file("work"),
     );
     let mpps = |prog: &str| -> f64 {
         let l = text

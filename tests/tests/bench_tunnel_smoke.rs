@@ -3,14 +3,14 @@
 //! ferrogate's `show errors` empty and the Scapy check of each path passed. (Speed itself is
 //! never asserted.)
 
-use tests::{bin, require_env, Scratch};
+use tests::{ferrobench, require_env, Scratch};
 
 #[test]
 fn ferrobench_tunnel_encaps_and_decaps_and_scapy_agrees() {
     require_env();
     let dir = Scratch::new("benchtunnel");
-    let out = std::process::Command::new(bin("ferrobench"))
-        .args([
+    let text = ferrobench(
+        &[
             "tunnel",
             "--types",
             "vxlan",
@@ -22,16 +22,8 @@ fn ferrobench_tunnel_encaps_and_decaps_and_scapy_agrees() {
             "0.5",
             "--seconds",
             "1",
-            "--dir",
-        ])
-        .arg(dir.file("work"))
-        .output()
-        .expect("run ferrobench");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &dir.file("work"),
     );
     // program type dir bytes in_B out_B Mpps ...
     let row = |prog: &str, dir: &str| -> Vec<String> {
