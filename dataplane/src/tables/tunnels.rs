@@ -484,6 +484,7 @@ impl TunnelTable {
     /// tunnel; for GRE, a tunnel without a key is the last resort for a keyed packet (so the
     /// key mismatch is counted against that tunnel), and a keyed GRE-Ethernet packet that is
     /// no GRE-TEB tunnel's is tried as NVGRE (VSID = key >> 8).
+    #[inline(always)]
     pub fn lookup(&self, info: &DecapInfo) -> Option<u32> {
         let k = &info.key;
         let find = |class: DemuxClass, id: Option<u32>| {

@@ -100,7 +100,7 @@ pub struct DecapInfo {
 
 /// Check the inner packet at the start of `b` and return its length. `ipip` selects the
 /// reason for an IP version that contradicts the outer protocol.
-#[inline]
+#[inline(always)]
 fn inner_len(b: &[u8], ty: PayloadType, ipip: bool) -> Result<usize, DropReason> {
     match ty {
         PayloadType::Ethernet => {
@@ -164,7 +164,7 @@ type Tun = (
     Option<u32>,
 );
 
-#[inline]
+#[inline(always)]
 fn parse_gre(b: &[u8]) -> Result<Tun, DropReason> {
     let g = GrePacket::new_checked(b)?;
     if !g.verify_checksum() {
@@ -179,7 +179,7 @@ fn parse_gre(b: &[u8]) -> Result<Tun, DropReason> {
     Ok((kind, ty, g.header_len(), g.key(), g.flags(), g.seq()))
 }
 
-#[inline]
+#[inline(always)]
 fn parse_udp_tunnel(kind: TunnelKind, b: &[u8], cfg: &DecapConfig) -> Result<Tun, DropReason> {
     match kind {
         TunnelKind::Vxlan => {
@@ -227,6 +227,7 @@ fn parse_udp_tunnel(kind: TunnelKind, b: &[u8], cfg: &DecapConfig) -> Result<Tun
 /// tunnel header rule (the `Gre*`, `Vxlan*`, `VxlanGpe*`, `Geneve*`, `Etherip*` reasons) and the
 /// inner packet's length (`InnerTruncated`). A packet that is not a tunnel packet (another
 /// protocol, another UDP port) is `TunnelNoMatch`.
+#[inline(always)]
 pub fn decap_parse(pkt: &[u8], cfg: &DecapConfig) -> Result<DecapInfo, DropReason> {
     let (local, remote, proto, outer_tos, l4_off, l4) = match pkt.first().map(|v| v >> 4) {
         Some(4) => {
@@ -381,6 +382,7 @@ fn inner_ip(b: &[u8], ty: PayloadType) -> Option<(usize, bool)> {
 ///
 /// Then the outer headers are removed, trailing bytes past the inner packet trimmed, and the
 /// inner ECN field updated (the inner IPv4 header checksum patched incrementally).
+#[inline]
 pub fn decap<P: Packet>(
     p: &mut P,
     info: &DecapInfo,
