@@ -25,7 +25,7 @@ use crate::packet::Packet;
 use crate::stats::DropReason;
 use crate::tables::fib::NextHop;
 use crate::tables::iface::{Adjacency, PortEntry};
-use crate::tables::tunnels::{Attach, TunnelEntry};
+use crate::tables::tunnels::{Attach, DemuxMemo, TunnelEntry};
 use crate::tables::Tables;
 use crate::tunnel::{self, Endpoints, Payload, PayloadType};
 use crate::wire::ethernet::{self, EtherType, L2Header};
@@ -48,6 +48,7 @@ const IKE_PORTS: [u16; 2] = [500, 4500];
 #[inline(always)]
 pub(super) fn try_fast<P: Packet>(
     t: &Tables,
+    memo: &mut DemuxMemo,
     worker: u32,
     in_port: u16,
     p: &mut P,
@@ -61,17 +62,17 @@ pub(super) fn try_fast<P: Packet>(
     }
     pe.untagged?;
     if p.data().get(12..14) == Some(&[0x86, 0xdd]) {
-        return try_ipv6(t, worker, pe, p);
+        return try_ipv6(t, memo, worker, pe, p);
     }
     let ip = Ipv4Frame::parse(p.data(), pe)?;
     // Our own tunnel endpoints are known to be local in this version's FIB.
     if t.tunnels.is_local4(ip.dst) {
-        return try_decap4(t, worker, p, &ip);
+        return try_decap4(t, memo, worker, p, &ip);
     }
     let (_, nh) = t.fib.lookup4_idx(ip.dst).ok()?;
     match *nh {
         NextHop::Forward(adj) => forward4(p, &ip, &adj).map(Fast::Tx),
-        NextHop::Local { .. } => try_decap4(t, worker, p, &ip),
+        NextHop::Local { .. } => try_decap4(t, memo, worker, p, &ip),
         NextHop::Tunnel { tunnel } => try_routed_encap(t, worker, p, &ip, tunnel),
         _ => None,
     }
@@ -252,13 +253,19 @@ fn try_routed_encap<P: Packet>(
 
 /// A tunnel packet addressed to us over IPv4.
 #[inline(always)]
-fn try_decap4<P: Packet>(t: &Tables, worker: u32, p: &mut P, ip: &Ipv4Frame) -> Option<Fast> {
+fn try_decap4<P: Packet>(
+    t: &Tables,
+    memo: &mut DemuxMemo,
+    worker: u32,
+    p: &mut P,
+    ip: &Ipv4Frame,
+) -> Option<Fast> {
     let pkt = &p.data()[14..14 + ip.total];
     // Fragments go to the general path (which counts them).
     if u16::from_be_bytes([pkt[6], pkt[7]]) & 0x3fff != 0 {
         return None;
     }
-    let (info, tun) = demux(t, pkt, pkt[9], 20)?;
+    let (info, tun) = demux(t, memo, pkt, pkt[9], 20)?;
     decap_and_send(t, worker, p, &info, tun)
 }
 
@@ -266,7 +273,13 @@ fn try_decap4<P: Packet>(t: &Tables, worker: u32, p: &mut P, ip: &Ipv4Frame) -> 
 /// routed into a tunnel, or — to one of our tunnel endpoints known local in this version's
 /// FIB — decapsulated.
 #[inline(always)]
-fn try_ipv6<P: Packet>(t: &Tables, worker: u32, pe: &PortEntry, p: &mut P) -> Option<Fast> {
+fn try_ipv6<P: Packet>(
+    t: &Tables,
+    memo: &mut DemuxMemo,
+    worker: u32,
+    pe: &PortEntry,
+    p: &mut P,
+) -> Option<Fast> {
     let d = p.data();
     if d.len() < 54 || d[0..6] != pe.mac.0 || d[14] >> 4 != 6 {
         return None;
@@ -279,7 +292,7 @@ fn try_ipv6<P: Packet>(t: &Tables, worker: u32, pe: &PortEntry, p: &mut P) -> Op
     }
     let pad = d.len() - 14 - total;
     if t.tunnels.is_local6(dst) {
-        return try_decap6(t, worker, p, total);
+        return try_decap6(t, memo, worker, p, total);
     }
     let hop_left = d[21] > 1;
     match *t.fib.lookup6_idx(dst).ok()?.1 {
@@ -313,9 +326,15 @@ fn try_ipv6<P: Packet>(t: &Tables, worker: u32, pe: &PortEntry, p: &mut P) -> Op
 /// A tunnel packet addressed to us over IPv6 (`total` octets of IP), without extension
 /// headers.
 #[inline(always)]
-fn try_decap6<P: Packet>(t: &Tables, worker: u32, p: &mut P, total: usize) -> Option<Fast> {
+fn try_decap6<P: Packet>(
+    t: &Tables,
+    memo: &mut DemuxMemo,
+    worker: u32,
+    p: &mut P,
+    total: usize,
+) -> Option<Fast> {
     let pkt = &p.data()[14..14 + total];
-    let (info, tun) = demux(t, pkt, pkt[6], 40)?;
+    let (info, tun) = demux(t, memo, pkt, pkt[6], 40)?;
     let e = t.tunnels.get(tun)?;
     if info.udp6_zero_checksum && !e.encap.udp6_zero_checksum {
         return None;
@@ -327,7 +346,13 @@ fn try_decap6<P: Packet>(t: &Tables, worker: u32, p: &mut P, total: usize) -> Op
 /// `l4`) and find its tunnel, as local dispatch and the decap node would: IKE and NAT-T
 /// ports, protocols and ports no tunnel uses, parse errors and unknown keys decline.
 #[inline(always)]
-fn demux(t: &Tables, pkt: &[u8], proto: u8, l4: usize) -> Option<(tunnel::DecapInfo, u32)> {
+fn demux(
+    t: &Tables,
+    memo: &mut DemuxMemo,
+    pkt: &[u8],
+    proto: u8,
+    l4: usize,
+) -> Option<(tunnel::DecapInfo, u32)> {
     let port = if proto == ipproto::UDP {
         let dport = pkt
             .get(l4 + 2..l4 + 4)
@@ -343,7 +368,7 @@ fn demux(t: &Tables, pkt: &[u8], proto: u8, l4: usize) -> Option<(tunnel::DecapI
         return None;
     }
     let info = tunnel::decap_parse(pkt, &t.tunnels.decap_config()).ok()?;
-    let tun = t.tunnels.lookup(&info)?;
+    let tun = t.tunnels.lookup_memo(&info, memo)?;
     Some((info, tun))
 }
 

@@ -22,6 +22,7 @@ use crate::events::{Event, Punted};
 use crate::packet::Packet;
 use crate::stats::{DropReason, WorkerCounters};
 use crate::tables::iface::IfIndex;
+use crate::tables::tunnels::DemuxMemo;
 use crate::tables::Tables;
 
 /// Largest burst a worker passes in.
@@ -176,10 +177,12 @@ impl<P: Packet> Pipeline<P> {
     ) {
         let n = rx.len().min(MAX_BURST);
         let mut slow = 0;
+        // The fast path's memory of the last tunnel found, for this burst (and table).
+        let mut memo = DemuxMemo::default();
         for mut p in rx.drain(..n) {
             if let Some(done) = self
                 .fast_path
-                .then(|| fast::try_fast(t, ctx.worker, in_port, &mut p))
+                .then(|| fast::try_fast(t, &mut memo, ctx.worker, in_port, &mut p))
                 .flatten()
             {
                 match done {

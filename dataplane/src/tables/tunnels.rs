@@ -189,6 +189,13 @@ pub struct TunnelKey {
     pub id: Option<u32>,
 }
 
+/// The last answer of [`TunnelTable::lookup_memo`] (one table's: start a new memo with each
+/// table version).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DemuxMemo {
+    last: Option<(Packed, Option<u32>)>,
+}
+
 /// The demultiplexer's own form of a key: addresses as numbers (IPv4 as v4-mapped IPv6),
 /// everything else in one word; compared and hashed as plain integers. The derived forms
 /// walked enum tags and octet slices and were half of the lookup, which runs for every
@@ -513,6 +520,33 @@ impl TunnelTable {
             TunnelKind::Geneve => find(DemuxClass::Geneve, k.id),
         }
     }
+
+    /// [`lookup`](Self::lookup) through `memo`, which remembers the last answer: a burst of
+    /// one tunnel's packets hashes once. Valid for one table (the fast path keeps one per
+    /// burst); the answer depends only on the first key `lookup` tries.
+    #[inline(always)]
+    pub fn lookup_memo(&self, info: &DecapInfo, memo: &mut DemuxMemo) -> Option<u32> {
+        let k = &info.key;
+        let class = match info.kind {
+            TunnelKind::Gre => DemuxClass::GreIp,
+            TunnelKind::GreTeb | TunnelKind::Nvgre => DemuxClass::GreEth,
+            TunnelKind::Ipip if k.proto == ipproto::IPV6 => DemuxClass::Ipip6,
+            TunnelKind::Ipip => DemuxClass::Ipip4,
+            TunnelKind::Etherip => DemuxClass::Etherip,
+            TunnelKind::Vxlan => DemuxClass::Vxlan,
+            TunnelKind::VxlanGpe => DemuxClass::VxlanGpe,
+            TunnelKind::Geneve => DemuxClass::Geneve,
+        };
+        let key = Packed::new(&k.local, Some(&k.remote), class, k.port, k.id);
+        match memo.last {
+            Some((m, r)) if m == key => r,
+            _ => {
+                let r = self.lookup(info);
+                memo.last = Some((key, r));
+                r
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -554,6 +588,11 @@ mod tests {
 
     /// What the table finds for a packet the peer (the mirror of `t`) sends.
     fn found(table: &TunnelTable, t: &TunnelEncap, inner: &[u8]) -> Option<u32> {
+        table.lookup(&parsed(table, t, inner))
+    }
+
+    /// A packet the peer (the mirror of `t`) sends, parsed.
+    fn parsed(table: &TunnelTable, t: &TunnelEncap, inner: &[u8]) -> DecapInfo {
         let mut m = *t;
         m.endpoints = match t.endpoints {
             Endpoints::V4 { local, remote } => Endpoints::V4 {
@@ -564,8 +603,7 @@ mod tests {
         };
         let mut p = HeapPacket::with_room(inner, 256, 64);
         encap(&mut p, &m, 7, Some(0), 1).unwrap();
-        let info = decap_parse(p.data(), &table.decap_config()).unwrap();
-        table.lookup(&info)
+        decap_parse(p.data(), &table.decap_config()).unwrap()
     }
 
     fn eth() -> Vec<u8> {
@@ -619,6 +657,45 @@ mod tests {
         assert!(t.wants(ipproto::UDP, Some(4789)));
         assert!(!t.wants(ipproto::UDP, Some(4790)));
         assert!(!t.wants(ipproto::ETHERIP, None));
+    }
+
+    #[test]
+    fn the_memo_answers_what_the_table_does_whatever_the_order() {
+        let a = tun(TunnelKind::Vxlan, Some(10));
+        let b = tun(TunnelKind::Vxlan, Some(11));
+        let g0 = tun(TunnelKind::Gre, None);
+        let nv = tun(TunnelKind::Nvgre, Some(0x1234));
+        let mut any = TunnelEncap::new(TunnelKind::Ipip, ep("10.0.0.1", "10.9.9.9"));
+        any.payload = crate::tunnel::Payload::Ipv4;
+        let t = TunnelTable::build(vec![
+            spec(entry(a), false),
+            spec(entry(b), false),
+            spec(entry(g0), false),
+            spec(entry(nv), false),
+            spec(entry(any), true),
+        ])
+        .unwrap();
+        let elsewhere = TunnelEncap::new(TunnelKind::Ipip, ep("10.0.0.1", "10.7.7.7"));
+        let infos = [
+            parsed(&t, &a, &eth()),
+            parsed(&t, &b, &eth()),
+            parsed(&t, &tun(TunnelKind::Vxlan, Some(12)), &eth()),
+            parsed(&t, &g0, &ip4()),
+            parsed(&t, &tun(TunnelKind::Gre, Some(6)), &ip4()),
+            parsed(&t, &nv, &eth()),
+            parsed(&t, &elsewhere, &ip4()),
+            parsed(&t, &any, &ip4()),
+        ];
+        let mut memo = DemuxMemo::default();
+        // Runs of one packet, alternations, and misses between hits.
+        let order = [0, 0, 1, 0, 2, 2, 0, 3, 4, 3, 5, 5, 6, 7, 6, 2, 1, 1, 4, 0];
+        for i in order {
+            assert_eq!(
+                t.lookup_memo(&infos[i], &mut memo),
+                t.lookup(&infos[i]),
+                "packet {i}"
+            );
+        }
     }
 
     #[test]
