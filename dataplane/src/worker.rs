@@ -137,8 +137,16 @@ impl<P: Packet, R: RxQueue<P>, T: TxQueue<P>> Worker<P, R, T> {
         let c = &shared.counters;
         c.table_version
             .add(tables.version.wrapping_sub(c.table_version.get()));
-        let mut icmp = RateLimiter::new(self.icmp_rate, self.icmp_rate.max(1), self.clock_hz);
-        let mut resolve = ResolveFilter::new(self.clock_hz / 10);
+        // One context for the worker's life, only its clock moved per burst: the rate
+        // limiters in it are a kilobyte, and moving them in and out of a fresh context per
+        // burst cost as much as a tunnel lookup per packet.
+        let mut ctx = Ctx {
+            worker: self.id,
+            counters: c,
+            now: 0,
+            icmp: RateLimiter::new(self.icmp_rate, self.icmp_rate.max(1), self.clock_hz),
+            resolve: ResolveFilter::new(self.clock_hz / 10),
+        };
         let peers = std::mem::take(&mut self.peers);
         let mut alloc: Alloc<P> = std::mem::replace(&mut self.alloc, Box::new(|| None));
         let mut env = QueueEnv {
@@ -187,16 +195,8 @@ impl<P: Packet, R: RxQueue<P>, T: TxQueue<P>> Worker<P, R, T> {
                 left -= handed.len();
                 busy = true;
                 let start = (self.clock)();
-                let mut ctx = Ctx {
-                    worker: self.id,
-                    counters: c,
-                    now: start,
-                    icmp,
-                    resolve,
-                };
+                ctx.now = start;
                 pipeline.run_handoff(&tables, &mut ctx, &mut env, &mut handed);
-                icmp = ctx.icmp;
-                resolve = ctx.resolve;
                 flush(&mut pipeline, &mut self.tx, c);
                 c.busy_cycles.add((self.clock)().wrapping_sub(start));
             }
@@ -214,16 +214,8 @@ impl<P: Packet, R: RxQueue<P>, T: TxQueue<P>> Worker<P, R, T> {
                 let start = (self.clock)();
                 c.rx_packets.add(n as u64);
                 c.rx_bytes.add(rxv.iter().map(|p| p.len() as u64).sum());
-                let mut ctx = Ctx {
-                    worker: self.id,
-                    counters: c,
-                    now: start,
-                    icmp,
-                    resolve,
-                };
+                ctx.now = start;
                 pipeline.run_rx(&tables, &mut ctx, &mut env, &mut rxv, port);
-                icmp = ctx.icmp;
-                resolve = ctx.resolve;
                 flush(&mut pipeline, &mut self.tx, c);
                 c.bursts.inc();
                 c.busy_cycles.add((self.clock)().wrapping_sub(start));
@@ -245,16 +237,8 @@ impl<P: Packet, R: RxQueue<P>, T: TxQueue<P>> Worker<P, R, T> {
             }
             if !local.is_empty() {
                 let now = (self.clock)();
-                let mut ctx = Ctx {
-                    worker: self.id,
-                    counters: c,
-                    now,
-                    icmp,
-                    resolve,
-                };
+                ctx.now = now;
                 pipeline.run_local(&tables, &mut ctx, &mut env, &mut local);
-                icmp = ctx.icmp;
-                resolve = ctx.resolve;
             }
             flush(&mut pipeline, &mut self.tx, c);
             if busy {
