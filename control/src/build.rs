@@ -8,6 +8,7 @@
 use crate::parse::{IfAddr, Prefix};
 use crate::state::ipsec::esp_overhead_mtu;
 use crate::state::{RouteTarget, State};
+use dataplane::esp::Mode;
 use dataplane::tables::fib::{Fib, FibRoute, NextHop};
 use dataplane::tables::iface::{Adjacency, IfKind, Interface, PortEntry, XCONNECT_PORT};
 use dataplane::tables::tunnels::{Attach, TunnelEntry, TunnelShared, TunnelSpec, TunnelTable};
@@ -326,16 +327,23 @@ fn build_tunnels(
 }
 
 /// The IP MTU of a VTI. Without a configured one, the largest inner packet that still fits
-/// the smallest port MTU once sealed with its outbound SA, so sealing never makes a packet
-/// the underlay must drop.
+/// the MTU of the interface towards the outbound SA's peer (as the routes say) once sealed
+/// with that SA, so sealing never makes a packet the underlay must drop. Without an outbound
+/// SA in tunnel mode there is no peer to route to: the smallest port MTU then.
 pub fn vti_mtu(st: &State, v: &crate::state::ipsec::VtiSpec) -> u16 {
-    let underlay = st.ports.iter().map(|p| p.mtu).min().unwrap_or(1500);
     v.mtu.unwrap_or_else(|| {
-        st.ipsec
-            .sas
-            .iter()
-            .find(|s| s.name == v.sa_out)
-            .map_or(underlay, |s| esp_overhead_mtu(&s.cfg, underlay))
+        let smallest = || st.ports.iter().map(|p| p.mtu).min().unwrap_or(1500);
+        match st.ipsec.sas.iter().find(|s| s.name == v.sa_out) {
+            Some(s) => {
+                let underlay = match s.cfg.mode {
+                    Mode::Tunnel4 { remote, .. } => st.underlay_mtu(IpAddr::V4(remote)),
+                    Mode::Tunnel6 { remote, .. } => st.underlay_mtu(IpAddr::V6(remote)),
+                    Mode::Transport => smallest(),
+                };
+                esp_overhead_mtu(&s.cfg, underlay)
+            }
+            None => smallest(),
+        }
     })
 }
 

@@ -66,8 +66,8 @@ pub struct VtiSpec {
     pub sa_out: String,
     pub sa_in: Vec<String>,
     pub addrs: Vec<IfAddr>,
-    /// Configured IP MTU; `None` = the largest inner packet that still fits the smallest port
-    /// MTU once sealed with `sa_out` (see [`esp_overhead_mtu`]).
+    /// Configured IP MTU; `None` = the largest inner packet that still fits the MTU towards
+    /// `sa_out`'s peer once sealed with it (see [`esp_overhead_mtu`], `build::vti_mtu`).
     pub mtu: Option<u16>,
     pub raw: RawVti,
 }
@@ -1199,6 +1199,32 @@ interface = "vti0"
             .contains("outbound SA of VTI 'vti0'"));
         st3.ipsec.del_sa("in1").unwrap();
         assert!(st3.ipsec.vtis[0].sa_in.is_empty());
+    }
+
+    #[test]
+    fn vti_auto_mtu_follows_the_interface_towards_the_peer() {
+        let mtu = |cfg: &str| {
+            let st = State::from_config(&RawConfig::parse(cfg).unwrap()).unwrap();
+            crate::build::vti_mtu(&st, &st.ipsec.vtis[0])
+        };
+        let base = format!("{BASE}{VTI}");
+        // The peer (192.0.2.2) is on wan: a smaller LAN port does not shrink the VTI...
+        let small_lan = base.replacen(
+            "devargs = \"net_null1\"",
+            "devargs = \"net_null1\"\nmtu = 1400",
+            1,
+        );
+        assert_eq!(mtu(&small_lan), 1446);
+        // ...and a larger wan MTU gives the VTI that room (2000 - 54, 4-aligned).
+        let larger_wan = base.replacen(
+            "devargs = \"net_null0\"",
+            "devargs = \"net_null0\"\nmtu = 2000",
+            1,
+        );
+        assert_eq!(mtu(&larger_wan), 1946);
+        // A configured MTU wins.
+        let fixed = base.replacen("sa_in = [\"in1\"]", "sa_in = [\"in1\"]\nmtu = 1300", 1);
+        assert_eq!(mtu(&fixed), 1300);
     }
 
     #[test]
