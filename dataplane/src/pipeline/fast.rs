@@ -25,16 +25,20 @@ use crate::packet::Packet;
 use crate::stats::DropReason;
 use crate::tables::fib::NextHop;
 use crate::tables::iface::{Adjacency, PortEntry};
-use crate::tables::tunnels::{Attach, DemuxMemo, TunnelEntry};
+use crate::tables::tunnels::{Attach, DemuxMemo, TunnelCounters, TunnelEntry};
 use crate::tables::Tables;
 use crate::tunnel::{self, Endpoints, Payload, PayloadType};
 use crate::wire::ethernet::{self, EtherType, L2Header};
 use crate::wire::{checksum, ipproto};
 
 /// What a fast path did with a packet it took.
-pub(super) enum Fast {
+pub(super) enum Fast<'t> {
     /// Rewritten: send it on this port.
     Tx(u16),
+    /// Decapsulated to a cross-connect: send it on this port, then count it (these bytes)
+    /// received on the tunnel — or, when the TX queue is full, dropped by it — as the
+    /// decap node does.
+    TxFromTunnel(u16, Option<&'t TunnelCounters>, u64),
     /// Changed beyond handing back and then refused (cannot happen with the checks made
     /// first; kept so a failure is a counted drop, never a half-made packet on the general
     /// path).
@@ -46,13 +50,13 @@ const IKE_PORTS: [u16; 2] = [500, 4500];
 
 /// Try every fast path that applies to a frame from `in_port`.
 #[inline(always)]
-pub(super) fn try_fast<P: Packet>(
-    t: &Tables,
+pub(super) fn try_fast<'t, P: Packet>(
+    t: &'t Tables,
     memo: &mut DemuxMemo,
     worker: u32,
     in_port: u16,
     p: &mut P,
-) -> Option<Fast> {
+) -> Option<Fast<'t>> {
     if p.is_multi_segment() || !t.ipsec.is_inactive() {
         return None;
     }
@@ -150,8 +154,8 @@ fn forward4<P: Packet>(p: &mut P, ip: &Ipv4Frame, adj: &Adjacency) -> Option<u16
 /// owns), the inner packet fits its MTU, the result fits the adjacency, and the buffer has
 /// room for the outer headers and Ethernet.
 #[inline(always)]
-fn encap_target<P: Packet>(
-    t: &Tables,
+fn encap_target<'t, P: Packet>(
+    t: &'t Tables,
     tun: u32,
     e: &TunnelEntry,
     p: &P,
@@ -181,7 +185,7 @@ fn encap_and_send<P: Packet>(
     adj: &Adjacency,
     p: &mut P,
     ethernet: bool,
-) -> Fast {
+) -> Fast<'static> {
     let c = e.shared.worker(worker);
     let hash = tunnel::inner_flow_hash(p.data(), ethernet);
     let ip_id = e.shared.next_ip_id(worker);
@@ -210,12 +214,12 @@ fn encap_and_send<P: Packet>(
 
 /// A frame from a port cross-connected as a whole to an L2 tunnel.
 #[inline(always)]
-fn try_xconnect_encap<P: Packet>(
-    t: &Tables,
+fn try_xconnect_encap<'t, P: Packet>(
+    t: &'t Tables,
     worker: u32,
     pe: &PortEntry,
     p: &mut P,
-) -> Option<Fast> {
+) -> Option<Fast<'t>> {
     let l2 = L2Header::parse(p.data()).ok()?;
     // A VLAN cross-connect removes its tag first: the general path does that.
     let (tun, false) = pe.xconnect(l2.outer_vlan)? else {
@@ -231,13 +235,13 @@ fn try_xconnect_encap<P: Packet>(
 
 /// An IPv4 packet routed into an L3 tunnel.
 #[inline(always)]
-fn try_routed_encap<P: Packet>(
-    t: &Tables,
+fn try_routed_encap<'t, P: Packet>(
+    t: &'t Tables,
     worker: u32,
     p: &mut P,
     ip: &Ipv4Frame,
     tun: u32,
-) -> Option<Fast> {
+) -> Option<Fast<'t>> {
     let e = t.tunnels.get(tun)?;
     if p.data()[22] <= 1 || !e.encap.carries().accepts(PayloadType::Ipv4) {
         return None;
@@ -253,13 +257,13 @@ fn try_routed_encap<P: Packet>(
 
 /// A tunnel packet addressed to us over IPv4.
 #[inline(always)]
-fn try_decap4<P: Packet>(
-    t: &Tables,
+fn try_decap4<'t, P: Packet>(
+    t: &'t Tables,
     memo: &mut DemuxMemo,
     worker: u32,
     p: &mut P,
     ip: &Ipv4Frame,
-) -> Option<Fast> {
+) -> Option<Fast<'t>> {
     let pkt = &p.data()[14..14 + ip.total];
     // Fragments go to the general path (which counts them).
     if u16::from_be_bytes([pkt[6], pkt[7]]) & 0x3fff != 0 {
@@ -273,13 +277,13 @@ fn try_decap4<P: Packet>(
 /// routed into a tunnel, or — to one of our tunnel endpoints known local in this version's
 /// FIB — decapsulated.
 #[inline(always)]
-fn try_ipv6<P: Packet>(
-    t: &Tables,
+fn try_ipv6<'t, P: Packet>(
+    t: &'t Tables,
     memo: &mut DemuxMemo,
     worker: u32,
     pe: &PortEntry,
     p: &mut P,
-) -> Option<Fast> {
+) -> Option<Fast<'t>> {
     let d = p.data();
     if d.len() < 54 || d[0..6] != pe.mac.0 || d[14] >> 4 != 6 {
         return None;
@@ -326,13 +330,13 @@ fn try_ipv6<P: Packet>(
 /// A tunnel packet addressed to us over IPv6 (`total` octets of IP), without extension
 /// headers.
 #[inline(always)]
-fn try_decap6<P: Packet>(
-    t: &Tables,
+fn try_decap6<'t, P: Packet>(
+    t: &'t Tables,
     memo: &mut DemuxMemo,
     worker: u32,
     p: &mut P,
     total: usize,
-) -> Option<Fast> {
+) -> Option<Fast<'t>> {
     let pkt = &p.data()[14..14 + total];
     let (info, tun) = demux(t, memo, pkt, pkt[6], 40)?;
     let e = t.tunnels.get(tun)?;
@@ -404,13 +408,13 @@ fn inner_adjacency(t: &Tables, inner: &[u8], v6: bool) -> Option<Adjacency> {
 /// inner frame out of its cross-connect or the inner packet to its next hop — or decline,
 /// with the packet as it was, when the node pipeline would do anything else.
 #[inline(always)]
-fn decap_and_send<P: Packet>(
-    t: &Tables,
+fn decap_and_send<'t, P: Packet>(
+    t: &'t Tables,
     worker: u32,
     p: &mut P,
     info: &tunnel::DecapInfo,
     tun: u32,
-) -> Option<Fast> {
+) -> Option<Fast<'t>> {
     let e = t.tunnels.get(tun)?;
     if e.encap.gre_sequence {
         return None;
@@ -438,13 +442,15 @@ fn decap_and_send<P: Packet>(
         }
         return None;
     }
-    if let Some(c) = e.shared.worker(worker) {
-        c.rx_packets.inc();
-        c.rx_bytes.add(p.len() as u64);
-    }
+    let c = e.shared.worker(worker);
     match out {
-        Ok(port) => Some(Fast::Tx(port)),
+        Ok(port) => Some(Fast::TxFromTunnel(port, c, p.len() as u64)),
         Err((adj, v6)) => {
+            // Into forwarding as arriving on the tunnel: received (as the decap node counts).
+            if let Some(c) = c {
+                c.rx_packets.inc();
+                c.rx_bytes.add(p.len() as u64);
+            }
             let d = p.data_mut();
             let et = if v6 {
                 d[7] -= 1;

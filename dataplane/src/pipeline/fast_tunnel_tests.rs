@@ -255,16 +255,26 @@ type Seen = (Vec<Vec<Vec<u8>>>, Vec<u64>, Vec<Vec<u64>>, usize);
 
 /// Everything observable after the bursts (one per ingress port, in port order).
 fn observe(fast: bool, l2: usize, frames: &[(u16, Vec<u8>)]) -> Seen {
+    let bursts: Vec<(u16, Vec<Vec<u8>>)> = (0..3u16)
+        .map(|port| {
+            let burst = frames
+                .iter()
+                .filter(|(p, _)| *p == port)
+                .map(|(_, f)| f.clone())
+                .collect();
+            (port, burst)
+        })
+        .collect();
+    observe_bursts(fast, l2, &bursts)
+}
+
+/// Everything observable after these bursts, in order, with no transmission in between.
+fn observe_bursts(fast: bool, l2: usize, bursts: &[(u16, Vec<Vec<u8>>)]) -> Seen {
     let mut r = rig(l2);
     r.p.fast_path = fast;
-    for port in 0..3u16 {
-        let burst: Vec<Vec<u8>> = frames
-            .iter()
-            .filter(|(p, _)| *p == port)
-            .map(|(_, f)| f.clone())
-            .collect();
+    for (port, burst) in bursts {
         if !burst.is_empty() {
-            r.rx(port, &burst);
+            r.rx(*port, burst);
         }
     }
     // Per port as a multiset (the fast path emits its packets ahead of the others), with
@@ -344,5 +354,24 @@ fn every_kind_alone_matches() {
             let want = if kind == 7 { (0, 1) } else { (1, 0) };
             assert_eq!((sent, fast.3), want, "l2 {l2} kind {kind}: {:?}", fast.1);
         }
+    }
+}
+
+/// Decapsulated frames that find their cross-connect's TX queue full are dropped by the
+/// tunnel, not received by it, the same way on both paths.
+#[test]
+fn a_full_tx_queue_is_a_tunnel_drop_either_way() {
+    for l2 in 0..L2_KINDS.len() {
+        let burst: Vec<Vec<u8>> = (0..MAX_BURST).map(|_| frame(l2, 6, 100, 64).1).collect();
+        // The queue holds two bursts: the third finds it full.
+        let bursts = vec![(1u16, burst); 3];
+        let fast = observe_bursts(true, l2, &bursts);
+        assert_eq!(fast, observe_bursts(false, l2, &bursts), "l2 {l2}");
+        let (tx, drops, tunnels, _) = fast;
+        let full = DropReason::TxQueueFull;
+        assert_eq!(tx[2].len(), 2 * MAX_BURST);
+        assert_eq!(drops[full as usize], MAX_BURST as u64);
+        assert_eq!(tunnels[2][0], 2 * MAX_BURST as u64, "received: what was queued");
+        assert_eq!(tunnels[2][4 + full as usize], MAX_BURST as u64);
     }
 }

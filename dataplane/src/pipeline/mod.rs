@@ -190,6 +190,23 @@ impl<P: Packet> Pipeline<P> {
                         Some(q) if q.len() < q.capacity() => q.push(p),
                         _ => ctx.counters.drop(DropReason::TxQueueFull),
                     },
+                    fast::Fast::TxFromTunnel(port, c, bytes) => {
+                        match self.tx.get_mut(port as usize) {
+                            Some(q) if q.len() < q.capacity() => {
+                                q.push(p);
+                                if let Some(c) = c {
+                                    c.rx_packets.inc();
+                                    c.rx_bytes.add(bytes);
+                                }
+                            }
+                            _ => {
+                                if let Some(c) = c {
+                                    c.drops[DropReason::TxQueueFull as usize].inc();
+                                }
+                                ctx.counters.drop(DropReason::TxQueueFull)
+                            }
+                        }
+                    }
                     fast::Fast::Drop(r) => ctx.counters.drop(r),
                 }
                 continue;

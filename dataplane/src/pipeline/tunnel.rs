@@ -69,13 +69,18 @@ impl<P: Packet> Pipeline<P> {
             Ok(ty) => ty,
             Err(r) => return self.tunnel_drop(ctx, i, c, r),
         };
-        if let Some(c) = c {
-            if let Some(s) = seq {
-                c.set_seq_state(s);
-            }
-            c.rx_packets.inc();
-            c.rx_bytes.add(p.len() as u64);
+        if let (Some(c), Some(s)) = (c, seq) {
+            c.set_seq_state(s);
         }
+        // Received on the tunnel once delivered: into IP input as arriving on the tunnel
+        // interface, or onto the cross-connect's TX queue; what cannot be is a drop instead.
+        let received = |c: Option<&TunnelCounters>, bytes: u64| {
+            if let Some(c) = c {
+                c.rx_packets.inc();
+                c.rx_bytes.add(bytes);
+            }
+        };
+        let bytes = p.len() as u64;
         match e.attach {
             Attach::L3 { ifindex } if ty != PayloadType::Ethernet => {
                 let m = &mut self.meta[i];
@@ -86,6 +91,7 @@ impl<P: Packet> Pipeline<P> {
                 // one is a new arrival on the tunnel interface.
                 m.sa_in = 0;
                 m.local_origin = false;
+                received(c, bytes);
                 self.reenter(ctx, i, Node::IpIn);
             }
             Attach::Xconnect { port, vlan } if ty == PayloadType::Ethernet => {
@@ -106,6 +112,7 @@ impl<P: Packet> Pipeline<P> {
                 }
                 if let Some(p) = self.slots[i].take() {
                     q.push(p);
+                    received(c, bytes);
                 }
             }
             _ => self.tunnel_drop(ctx, i, c, DropReason::XconnectNoPeer),
