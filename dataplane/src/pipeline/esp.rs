@@ -378,7 +378,7 @@ impl<P: Packet> Pipeline<P> {
         };
         if p.len() > e.mtu as usize {
             let df = m.v6 || Ipv4Packet::new_unchecked(p.data()).dont_frag();
-            if df || m.local_origin {
+            if df {
                 let mtu = e.mtu as u32;
                 return self.icmp_error(
                     t,
@@ -509,9 +509,10 @@ impl<P: Packet> Pipeline<P> {
             return self.drop(ctx, i, DropReason::EspNoOutboundSa);
         };
         // Path MTU before sealing, so an oversized packet never spends a sequence number:
-        // with DF (or IPv6, or our own packet) the source hears the MTU left inside the SA;
-        // without, the inner packet is fragmented and each fragment sealed (RFC 4459 §3, as
-        // for tunnels). A VTI may have asked for a smaller size already (`frag_mtu`).
+        // with DF (or IPv6) the source hears the MTU left inside the SA (our own packets are
+        // only counted); without, the inner packet — ours too, e.g. a GRE packet this SA
+        // protects — is fragmented and each fragment sealed (RFC 4459 §3, as for tunnels).
+        // A VTI may have asked for a smaller size already (`frag_mtu`).
         let mut inner_mtu = if m.frag_mtu != 0 {
             m.frag_mtu as usize
         } else {
@@ -528,7 +529,7 @@ impl<P: Packet> Pipeline<P> {
         if p.len() > inner_mtu {
             let tunnel = owned.sa.mode().is_tunnel();
             let df = m.v6 || !tunnel || Ipv4Packet::new_unchecked(p.data()).dont_frag();
-            if df || m.local_origin {
+            if df {
                 let mtu = inner_mtu as u32;
                 return self.icmp_error(
                     t,
@@ -769,6 +770,18 @@ mod tests {
             self.p
                 .run_rx(&self.t, &mut ctx, &mut self.env, &mut v, port);
         }
+        /// A packet of our own (data at the IP header), as the control thread injects.
+        fn local(&mut self, ip: &[u8]) {
+            let mut ctx = Ctx {
+                worker: 0,
+                counters: &self.c,
+                now: 1,
+                icmp: RateLimiter::new(1000, 1000, 1_000_000_000),
+                resolve: ResolveFilter::new(1),
+            };
+            let mut v = vec![HeapPacket::from_frame(ip)];
+            self.p.run_local(&self.t, &mut ctx, &mut self.env, &mut v);
+        }
         fn tx(&mut self, port: usize) -> Vec<Vec<u8>> {
             self.p.tx[port].drain(..).map(|p| p.to_vec()).collect()
         }
@@ -916,6 +929,25 @@ mod tests {
             // The DF packet used no sequence number: these are 1 and 2.
             assert_eq!(info.seq, k as u64 + 1);
         }
+        // Our own packets likewise (a GRE packet this SA protects, say): fragmented and
+        // sealed without DF; with DF only counted (there is nobody to tell).
+        let ours = |df| udp(LAN, [192, 0, 2, 1], [10, 9, 1, 1], 1480 - 28, df)[14..].to_vec();
+        r.local(&ours(false));
+        let out = r.tx(1);
+        assert_eq!(out.len(), 2, "drops {:?}", r.c.total_drops());
+        let mut inner = Vec::new();
+        for (k, f) in out.iter().enumerate() {
+            let mut p = HeapPacket::from_frame(&f[14..]);
+            let info = esp::decap(&mut s, &mut p).expect("peer decrypts");
+            assert_eq!(info.seq, k as u64 + 3);
+            let ip = Ipv4Packet::new_checked(p.data()).unwrap();
+            assert_eq!(ip.frag_offset(), inner.len());
+            inner.extend_from_slice(ip.payload());
+        }
+        assert_eq!(&inner[..], &ours(false)[20..]);
+        r.local(&ours(true));
+        assert!(r.tx(1).is_empty() && r.tx(0).is_empty());
+        assert_eq!(r.drops(DropReason::MtuExceeded), 2);
     }
 
     #[test]

@@ -371,7 +371,11 @@ fn a_full_tx_queue_is_a_tunnel_drop_either_way() {
         let full = DropReason::TxQueueFull;
         assert_eq!(tx[2].len(), 2 * MAX_BURST);
         assert_eq!(drops[full as usize], MAX_BURST as u64);
-        assert_eq!(tunnels[2][0], 2 * MAX_BURST as u64, "received: what was queued");
+        assert_eq!(
+            tunnels[2][0],
+            2 * MAX_BURST as u64,
+            "received: what was queued"
+        );
         assert_eq!(tunnels[2][4 + full as usize], MAX_BURST as u64);
     }
 }

@@ -195,7 +195,8 @@ impl<P: Packet> Pipeline<P> {
             NextHop::Forward(adj) => {
                 if p.len() > adj.mtu as usize {
                     let df = m.v6 || Ipv4Packet::new_unchecked(p.data()).dont_frag();
-                    if df || m.local_origin {
+                    if df {
+                        // (Our own packets hear nothing: icmp_error only counts them.)
                         let mtu = adj.mtu as u32;
                         return self.icmp_error(
                             t,
@@ -205,7 +206,12 @@ impl<P: Packet> Pipeline<P> {
                             DropReason::MtuExceeded,
                         );
                     }
-                    return self.drop(ctx, i, DropReason::FragmentNeeded);
+                    // DF clear, ours or transit (a GRE packet whose far end is behind a
+                    // smaller MTU included): fragmented here (RFC 791), the first fragment
+                    // goes on, the others follow through output after this run.
+                    if let Err(r) = self.fragment_into(env, i, adj.mtu as usize, Node::Output) {
+                        return self.drop(ctx, i, r);
+                    }
                 }
                 self.sched.push(Node::Output, i);
             }

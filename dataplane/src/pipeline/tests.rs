@@ -313,7 +313,7 @@ fn ttl_one_gets_time_exceeded_back_to_the_source() {
 }
 
 #[test]
-fn df_packet_over_mtu_gets_frag_needed() {
+fn over_mtu_df_gets_frag_needed_and_no_df_is_fragmented() {
     let mut r = Rig::new();
     let mut f = udp4(MAC0, [10, 0, 0, 2], [10, 2, 0, 9], 64, 1200);
     f[20] |= 0x40; // DF
@@ -324,11 +324,25 @@ fn df_packet_over_mtu_gets_frag_needed() {
     assert_eq!(back.len(), 1);
     assert_eq!(&back[0][34..36], &[3, 4]);
     assert_eq!(u16::from_be_bytes([back[0][40], back[0][41]]), 1000);
-    // Without DF it would need fragmenting, which plain forwarding does not do: counted.
+    // Without DF it is fragmented to the MTU (1000): 976 + 252 payload octets.
     f[20] &= !0x40;
     crate::wire::Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
-    r.rx(0, &[f]);
-    assert_eq!(r.drops(DropReason::FragmentNeeded), 1);
+    r.rx(0, std::slice::from_ref(&f));
+    let out = r.take_tx(1);
+    assert_eq!(out.len(), 2, "drops {:?}", r.counters.total_drops());
+    let mut payload = Vec::new();
+    for (k, o) in out.iter().enumerate() {
+        assert_eq!(&o[12..16], &[0x81, 0, 0, 100], "on VLAN 100");
+        let ip = crate::wire::Ipv4Packet::new_checked(&o[18..]).unwrap();
+        assert!(ip.verify_checksum());
+        assert!(ip.total_len() <= 1000);
+        assert_eq!(ip.ttl(), 63);
+        assert_eq!(ip.more_frags(), k == 0);
+        assert_eq!(ip.frag_offset(), payload.len());
+        payload.extend_from_slice(ip.payload());
+    }
+    assert_eq!(&payload[..], &f[34..]);
+    assert_eq!(r.drops(DropReason::FragmentNeeded), 0);
 }
 
 #[test]

@@ -141,7 +141,7 @@ impl<P: Packet> Pipeline<P> {
                 return self.tunnel_drop(ctx, i, c, DropReason::MtuExceeded);
             }
             let df = m.v6 || Ipv4Packet::new_unchecked(p.data()).dont_frag();
-            if df || m.local_origin {
+            if df {
                 if let Some(c) = c {
                     c.drops[DropReason::MtuExceeded as usize].inc();
                 }
