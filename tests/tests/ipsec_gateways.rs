@@ -325,7 +325,21 @@ sa_in = ["pol-in"]
             l.contains("Repeated/duplicate packet.") && l.contains("spi=0x00001001(4097) sa=vti-in")
         })
     });
+    let tunnel_mode_in = |d: &Daemon| {
+        d.json(&["show", "ipsec", "stats"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["kind"] == "mode" && r["name"] == "tunnel")
+            .unwrap()["packets_in"]
+            .as_u64()
+            .unwrap()
+    };
+    let mode_before = tunnel_mode_in(&d2);
+    assert!(mode_before >= 3);
     d2.ctl_ok(&["clear", "ipsec", "sa", "--spi", "0x1001"]);
+    // The cleared SA's counters start again; the per-mode total keeps what it counted.
+    assert!(tunnel_mode_in(&d2) >= mode_before);
     assert!(ping(&t.a, &["-c", "2", "10.0.2.2"]).is_err());
     wait_until("auth failure logged", 10, || {
         d2.log_text().lines().any(|l| {

@@ -61,6 +61,10 @@ pub(super) struct IpsecRt {
     removing: Vec<(u32, u16, u64)>,
     rejects: RejectLog,
     next_tick: Option<Instant>,
+    /// What deleted SAs counted (packets in, bytes in, packets out, bytes out), by mode
+    /// (tunnel, transport): the per-mode totals of `show ipsec stats` never go backwards
+    /// when a rekey, `sa del` or `clear ipsec sa` retires an SA.
+    retired_by_mode: [[u64; 4]; 2],
 }
 
 /// A placement prepared for the next tables: SAs already sent to their workers, not yet
@@ -360,6 +364,16 @@ impl IpsecRt {
         for slot in gone {
             if let Some(i) = self.info.remove(&slot) {
                 tracing::info!("IPsec SA deleted: {}", describe(&i.spec));
+                let c = &i.counters;
+                let mode = &mut self.retired_by_mode[!i.spec.cfg.mode.is_tunnel() as usize];
+                for (t, v) in mode.iter_mut().zip([
+                    c.in_packets.get(),
+                    c.in_bytes.get(),
+                    c.out_packets.get(),
+                    c.out_bytes.get(),
+                ]) {
+                    *t += v;
+                }
                 self.removing.push((slot, i.owner, version));
             }
         }
@@ -695,8 +709,14 @@ impl<P: Packet + Send> Controller<P> {
             let t = sa_sum(&|slot, _| users.get(&slot).is_some_and(|u| u.contains(&v.name)));
             rows.push(sa_row("vti", &v.name, t));
         }
-        for (name, tunnel) in [("tunnel", true), ("transport", false)] {
-            let t = sa_sum(&|_, i| i.spec.cfg.mode.is_tunnel() == tunnel);
+        for (k, (name, tunnel)) in [("tunnel", true), ("transport", false)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut t = sa_sum(&|_, i| i.spec.cfg.mode.is_tunnel() == tunnel);
+            for (t, r) in t.iter_mut().zip(self.ipsec.retired_by_mode[k]) {
+                *t += r;
+            }
             rows.push(sa_row("mode", name, t));
         }
         Response::ok(Value::Array(rows))
