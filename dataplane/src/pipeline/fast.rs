@@ -10,6 +10,10 @@
 //!   extension headers), the inner frame sent out of its cross-connected port or the inner
 //!   IPv4 or IPv6 packet forwarded to a resolved untagged adjacency it fits.
 //!
+//! A valid untagged unicast IPv4 frame to our MAC that none of these takes (IPsec policies
+//! configured, a VTI or local next hop, TTL about to expire, over the MTU...) still skips L2 and
+//! IP input: it enters the node pipeline at forwarding or local dispatch (`Fast::Enter`).
+//!
 //! Each must decide exactly what the node pipeline would for these packets, and declines
 //! (returns `None`, leaving the packet as it found it) everything else — options, VLANs,
 //! TTL ≤ 1, fragments, punts, IPsec policies present, GRE sequence numbers, errors, every
@@ -24,7 +28,7 @@ use super::tunnel::outer_adjacency;
 use crate::packet::Packet;
 use crate::stats::DropReason;
 use crate::tables::fib::NextHop;
-use crate::tables::iface::{Adjacency, PortEntry};
+use crate::tables::iface::{Adjacency, IfIndex, PortEntry};
 use crate::tables::tunnels::{Attach, DemuxMemo, TunnelCounters, TunnelEntry};
 use crate::tables::Tables;
 use crate::tunnel::{self, Endpoints, Payload, PayloadType};
@@ -39,6 +43,9 @@ pub(super) enum Fast<'t> {
     /// received on the tunnel — or, when the TX queue is full, dropped by it — as the
     /// decap node does.
     TxFromTunnel(u16, Option<&'t TunnelCounters>, u64),
+    /// Through L2 and IP input (data at the IP header, arrived on `in_if`): on to
+    /// forwarding with next hop `nh`, or, `None`, for the gateway (local dispatch).
+    Enter { in_if: IfIndex, nh: Option<u32> },
     /// Changed beyond handing back and then refused (cannot happen with the checks made
     /// first; kept so a failure is a counted drop, never a half-made packet on the general
     /// path).
@@ -57,29 +64,74 @@ pub(super) fn try_fast<'t, P: Packet>(
     in_port: u16,
     p: &mut P,
 ) -> Option<Fast<'t>> {
-    if p.is_multi_segment() || !t.ipsec.is_inactive() {
+    if p.is_multi_segment() {
         return None;
     }
     let pe = t.ports.get(in_port as usize)?;
+    // With IPsec policies every packet needs the SPD: only the entry below applies.
+    let inactive = t.ipsec.is_inactive();
     if !pe.xconnects.is_empty() {
-        return try_xconnect_encap(t, worker, pe, p);
+        return inactive.then(|| try_xconnect_encap(t, worker, pe, p))?;
     }
-    pe.untagged?;
+    let in_if = pe.untagged?;
     if p.data().get(12..14) == Some(&[0x86, 0xdd]) {
-        return try_ipv6(t, memo, worker, pe, p);
+        return inactive.then(|| try_ipv6(t, memo, worker, pe, p))?;
     }
     let ip = Ipv4Frame::parse(p.data(), pe)?;
+    if inactive {
+        if let Some(f) = try_ipv4(t, memo, worker, p, &ip) {
+            return Some(f);
+        }
+    }
+    enter4(t, p, &ip, in_if)
+}
+
+/// The IPv4 one-pass paths for a checked frame (no IPsec policies).
+#[inline(always)]
+fn try_ipv4<'t, P: Packet>(
+    t: &'t Tables,
+    memo: &mut DemuxMemo,
+    worker: u32,
+    p: &mut P,
+    ip: &Ipv4Frame,
+) -> Option<Fast<'t>> {
     // Our own tunnel endpoints are known to be local in this version's FIB.
     if t.tunnels.is_local4(ip.dst) {
-        return try_decap4(t, memo, worker, p, &ip);
+        return try_decap4(t, memo, worker, p, ip);
     }
     let (_, nh) = t.fib.lookup4_idx(ip.dst).ok()?;
     match *nh {
-        NextHop::Forward(adj) => forward4(p, &ip, &adj).map(Fast::Tx),
-        NextHop::Local { .. } => try_decap4(t, memo, worker, p, &ip),
-        NextHop::Tunnel { tunnel } => try_routed_encap(t, worker, p, &ip, tunnel),
+        NextHop::Forward(adj) => forward4(p, ip, &adj).map(Fast::Tx),
+        NextHop::Local { .. } => try_decap4(t, memo, worker, p, ip),
+        NextHop::Tunnel { tunnel } => try_routed_encap(t, worker, p, ip, tunnel),
         _ => None,
     }
+}
+
+/// A checked frame no one-pass path took (IPsec, a VTI, a local address, TTL about to
+/// expire, over the MTU...) enters the node pipeline past L2 and IP input, whose work on it is
+/// already done: Ethernet removed, padding cut, the route looked up. A lookup error declines
+/// (IP input counts it).
+#[inline(always)]
+fn enter4<'t, P: Packet>(
+    t: &'t Tables,
+    p: &mut P,
+    ip: &Ipv4Frame,
+    in_if: IfIndex,
+) -> Option<Fast<'t>> {
+    let (idx, nh) = t.fib.lookup4_idx(ip.dst).ok()?;
+    let nh = match nh {
+        NextHop::Local { .. } => None,
+        _ => Some(idx),
+    };
+    // Cannot fail: the frame holds the 34 octets parsed and `pad` more.
+    if !p.adj(ethernet::HEADER_LEN) {
+        return None;
+    }
+    if ip.pad > 0 && !p.trim(ip.pad) {
+        return Some(Fast::Drop(DropReason::Ipv4BadTotalLength));
+    }
+    Some(Fast::Enter { in_if, nh })
 }
 
 /// An untagged frame to our MAC with a valid, option-less IPv4 header between unicast
@@ -154,8 +206,8 @@ fn forward4<P: Packet>(p: &mut P, ip: &Ipv4Frame, adj: &Adjacency) -> Option<u16
 /// owns), the inner packet fits its MTU, the result fits the adjacency, and the buffer has
 /// room for the outer headers and Ethernet.
 #[inline(always)]
-fn encap_target<'t, P: Packet>(
-    t: &'t Tables,
+fn encap_target<P: Packet>(
+    t: &Tables,
     tun: u32,
     e: &TunnelEntry,
     p: &P,

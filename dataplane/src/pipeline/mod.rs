@@ -24,6 +24,7 @@ use crate::stats::{DropReason, WorkerCounters};
 use crate::tables::iface::IfIndex;
 use crate::tables::tunnels::DemuxMemo;
 use crate::tables::Tables;
+use crate::wire::ethernet;
 
 /// Largest burst a worker passes in.
 pub const MAX_BURST: usize = 256;
@@ -206,6 +207,25 @@ impl<P: Packet> Pipeline<P> {
                                 ctx.counters.drop(DropReason::TxQueueFull)
                             }
                         }
+                    }
+                    fast::Fast::Enter { in_if, nh } => {
+                        self.slots[slow] = Some(p);
+                        self.meta[slow] = Meta {
+                            in_port,
+                            in_if,
+                            l2_len: ethernet::HEADER_LEN as u8,
+                            nh: nh.unwrap_or(0),
+                            ..Meta::default()
+                        };
+                        // What IP input does after its route lookup.
+                        match nh {
+                            Some(_) => self.sched.push(Node::Forward, slow),
+                            None if !t.ipsec.sa_in.is_empty() || !t.tunnels.is_empty() => {
+                                self.local_dispatch(t, ctx, env, slow)
+                            }
+                            None => self.sched.push(Node::Local, slow),
+                        }
+                        slow += 1;
                     }
                     fast::Fast::Drop(r) => ctx.counters.drop(r),
                 }
