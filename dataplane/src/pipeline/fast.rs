@@ -10,7 +10,7 @@
 //!   extension headers), the inner frame sent out of its cross-connected port or the inner
 //!   IPv4 or IPv6 packet forwarded to a resolved untagged adjacency it fits.
 //!
-//! A valid untagged unicast IPv4 frame to our MAC that none of these takes (IPsec policies
+//! A valid untagged unicast IPv4 or IPv6 frame to our MAC that none of these takes (IPsec policies
 //! configured, a VTI or local next hop, TTL about to expire, over the MTU...) still skips L2 and
 //! IP input: it enters the node pipeline at forwarding or local dispatch (`Fast::Enter`).
 //!
@@ -45,7 +45,11 @@ pub(super) enum Fast<'t> {
     TxFromTunnel(u16, Option<&'t TunnelCounters>, u64),
     /// Through L2 and IP input (data at the IP header, arrived on `in_if`): on to
     /// forwarding with next hop `nh`, or, `None`, for the gateway (local dispatch).
-    Enter { in_if: IfIndex, nh: Option<u32> },
+    Enter {
+        in_if: IfIndex,
+        nh: Option<u32>,
+        v6: bool,
+    },
     /// Changed beyond handing back and then refused (cannot happen with the checks made
     /// first; kept so a failure is a counted drop, never a half-made packet on the general
     /// path).
@@ -75,7 +79,12 @@ pub(super) fn try_fast<'t, P: Packet>(
     }
     let in_if = pe.untagged?;
     if p.data().get(12..14) == Some(&[0x86, 0xdd]) {
-        return inactive.then(|| try_ipv6(t, memo, worker, pe, p))?;
+        if inactive {
+            if let Some(f) = try_ipv6(t, memo, worker, pe, p) {
+                return Some(f);
+            }
+        }
+        return enter6(t, p, pe, in_if);
     }
     let ip = Ipv4Frame::parse(p.data(), pe)?;
     if inactive {
@@ -131,7 +140,51 @@ fn enter4<'t, P: Packet>(
     if ip.pad > 0 && !p.trim(ip.pad) {
         return Some(Fast::Drop(DropReason::Ipv4BadTotalLength));
     }
-    Some(Fast::Enter { in_if, nh })
+    Some(Fast::Enter {
+        in_if,
+        nh,
+        v6: false,
+    })
+}
+
+/// [`enter4`] for an untagged IPv6 frame to our MAC with a valid header and a unicast
+/// destination (IP input's checks; multicast is its business).
+#[inline(always)]
+fn enter6<'t, P: Packet>(
+    t: &'t Tables,
+    p: &mut P,
+    pe: &PortEntry,
+    in_if: IfIndex,
+) -> Option<Fast<'t>> {
+    let d = p.data();
+    if d.len() < 54 || d[0..6] != pe.mac.0 || d[14] >> 4 != 6 || d[38] == 0xff {
+        return None;
+    }
+    let total = 40 + u16::from_be_bytes([d[18], d[19]]) as usize;
+    if total + ethernet::HEADER_LEN > d.len() {
+        return None;
+    }
+    let pad = d.len() - ethernet::HEADER_LEN - total;
+    let (idx, nh) = t
+        .fib
+        .lookup6_idx(<[u8; 16]>::try_from(&d[38..54]).ok()?)
+        .ok()?;
+    let nh = match nh {
+        NextHop::Local { .. } => None,
+        _ => Some(idx),
+    };
+    // Cannot fail: the frame holds the 54 octets parsed and `pad` more.
+    if !p.adj(ethernet::HEADER_LEN) {
+        return None;
+    }
+    if pad > 0 && !p.trim(pad) {
+        return Some(Fast::Drop(DropReason::Ipv6BadPayloadLength));
+    }
+    Some(Fast::Enter {
+        in_if,
+        nh,
+        v6: true,
+    })
 }
 
 /// An untagged frame to our MAC with a valid, option-less IPv4 header between unicast

@@ -208,11 +208,12 @@ impl<P: Packet> Pipeline<P> {
                             }
                         }
                     }
-                    fast::Fast::Enter { in_if, nh } => {
+                    fast::Fast::Enter { in_if, nh, v6 } => {
                         self.slots[slow] = Some(p);
                         self.meta[slow] = Meta {
                             in_port,
                             in_if,
+                            v6,
                             l2_len: ethernet::HEADER_LEN as u8,
                             nh: nh.unwrap_or(0),
                             ..Meta::default()
