@@ -758,27 +758,25 @@ mod tests {
         fn rx(&mut self, port: u16, f: Vec<u8>) {
             self.rx_burst(port, vec![f]);
         }
-        fn rx_burst(&mut self, port: u16, frames: Vec<Vec<u8>>) {
-            let mut ctx = Ctx {
+        /// A fresh context for worker 0 at time 1.
+        fn ctx(c: &WorkerCounters) -> Ctx<'_> {
+            Ctx {
                 worker: 0,
-                counters: &self.c,
+                counters: c,
                 now: 1,
                 icmp: RateLimiter::new(1000, 1000, 1_000_000_000),
                 resolve: ResolveFilter::new(1),
-            };
+            }
+        }
+        fn rx_burst(&mut self, port: u16, frames: Vec<Vec<u8>>) {
+            let mut ctx = Rig::ctx(&self.c);
             let mut v: Vec<_> = frames.iter().map(|f| HeapPacket::from_frame(f)).collect();
             self.p
                 .run_rx(&self.t, &mut ctx, &mut self.env, &mut v, port);
         }
         /// A packet of our own (data at the IP header), as the control thread injects.
         fn local(&mut self, ip: &[u8]) {
-            let mut ctx = Ctx {
-                worker: 0,
-                counters: &self.c,
-                now: 1,
-                icmp: RateLimiter::new(1000, 1000, 1_000_000_000),
-                resolve: ResolveFilter::new(1),
-            };
+            let mut ctx = Rig::ctx(&self.c);
             let mut v = vec![HeapPacket::from_frame(ip)];
             self.p.run_local(&self.t, &mut ctx, &mut self.env, &mut v);
         }

@@ -624,24 +624,30 @@ mod tests {
         v
     }
 
-    #[test]
-    fn keys_keep_tunnels_apart_and_any_is_second_choice() {
-        let a = tun(TunnelKind::Vxlan, Some(10));
-        let b = tun(TunnelKind::Vxlan, Some(11));
-        let g = tun(TunnelKind::Gre, Some(5));
-        let g0 = tun(TunnelKind::Gre, None);
-        let nv = tun(TunnelKind::Nvgre, Some(0x1234));
+    /// VXLAN VNI 10 and 11, GRE key 5, keyless GRE, NVGRE VSID 0x1234 and IPIP from any
+    /// remote (its index is the tunnel's), and their table.
+    fn six() -> ([TunnelEncap; 6], TunnelTable) {
         let mut any = TunnelEncap::new(TunnelKind::Ipip, ep("10.0.0.1", "10.9.9.9"));
         any.payload = crate::tunnel::Payload::Ipv4;
-        let t = TunnelTable::build(vec![
-            spec(entry(a), false),
-            spec(entry(b), false),
-            spec(entry(g), false),
-            spec(entry(g0), false),
-            spec(entry(nv), false),
-            spec(entry(any), true),
-        ])
-        .unwrap();
+        let all = [
+            tun(TunnelKind::Vxlan, Some(10)),
+            tun(TunnelKind::Vxlan, Some(11)),
+            tun(TunnelKind::Gre, Some(5)),
+            tun(TunnelKind::Gre, None),
+            tun(TunnelKind::Nvgre, Some(0x1234)),
+            any,
+        ];
+        let specs = all
+            .iter()
+            .enumerate()
+            .map(|(i, t)| spec(entry(*t), i == 5))
+            .collect();
+        (all, TunnelTable::build(specs).unwrap())
+    }
+
+    #[test]
+    fn keys_keep_tunnels_apart_and_any_is_second_choice() {
+        let ([a, b, g, g0, nv, _], t) = six();
         assert_eq!(found(&t, &a, &eth()), Some(0));
         assert_eq!(found(&t, &b, &eth()), Some(1));
         assert_eq!(found(&t, &g, &ip4()), Some(2));
@@ -661,20 +667,7 @@ mod tests {
 
     #[test]
     fn the_memo_answers_what_the_table_does_whatever_the_order() {
-        let a = tun(TunnelKind::Vxlan, Some(10));
-        let b = tun(TunnelKind::Vxlan, Some(11));
-        let g0 = tun(TunnelKind::Gre, None);
-        let nv = tun(TunnelKind::Nvgre, Some(0x1234));
-        let mut any = TunnelEncap::new(TunnelKind::Ipip, ep("10.0.0.1", "10.9.9.9"));
-        any.payload = crate::tunnel::Payload::Ipv4;
-        let t = TunnelTable::build(vec![
-            spec(entry(a), false),
-            spec(entry(b), false),
-            spec(entry(g0), false),
-            spec(entry(nv), false),
-            spec(entry(any), true),
-        ])
-        .unwrap();
+        let ([a, b, _, g0, nv, any], t) = six();
         let elsewhere = TunnelEncap::new(TunnelKind::Ipip, ep("10.0.0.1", "10.7.7.7"));
         let infos = [
             parsed(&t, &a, &eth()),
