@@ -181,9 +181,16 @@ key = "{key}"
     /// (`tx_devargs`) transmits, one worker on lcore 1. Outbound: 10.0.0.0/16 → 10.1.0.0/16 is
     /// protected and tunnelled to the peer out of "out". Inbound: ESP to our tunnel address on
     /// "in", the inner packets (10.1/16 → 10.0/16) routed out of "out".
+    ///
+    /// `handoff`: two workers, lcore 1 (CPU 1) and lcore 2 (on CPU 0, beside the mostly idle
+    /// control thread), and port "in" received by the one that does *not* own the SA of `dir`
+    /// (SAs go to workers by slot: "out" is slot 0 → worker 0, "in" slot 1 → worker 1), so
+    /// every packet crosses the hand-off ring to the SA's owner, which seals or opens it and
+    /// transmits it. The SA's owner is the worker on CPU 1 outbound, on CPU 0 inbound.
     pub fn ferrogate_config(
         &self,
         dir: Dir,
+        handoff: bool,
         socket: &str,
         prefix: &str,
         rx_devargs: &str,
@@ -227,7 +234,19 @@ via = "10.9.0.2"
 "#
             ),
         };
-        let system = run::system_toml(socket, prefix);
+        let mut system = run::system_toml(socket, prefix);
+        let workers = if handoff {
+            system.push_str("lcore_cpus = { \"2\" = 0 }\n\n");
+            let (w1, w2) = match dir {
+                Dir::Out => ("out:0", "in:0"),
+                Dir::In => ("in:0", "out:0"),
+            };
+            format!(
+                "[[workers]]\nlcore = 1\nrx = [\"{w1}\"]\n[[workers]]\nlcore = 2\nrx = [\"{w2}\"]\n"
+            )
+        } else {
+            "[[workers]]\nlcore = 1\nrx = [\"in:0\", \"out:0\"]\n".to_string()
+        };
         // MTU 1600 on both ports (ipsec-secgw gets --mtu 1600): IMIX's 1500-byte IP packets
         // are 1556 bytes after ESP.
         format!(
@@ -241,10 +260,7 @@ name = "out"
 devargs = "{tx_devargs}"
 mtu = 1600
 
-[[workers]]
-lcore = 1
-rx = ["in:0", "out:0"]
-
+{workers}
 {net}
 [ipsec]
 {sa_out}
@@ -358,6 +374,29 @@ sa_in = ["in"]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configs_are_accepted_by_the_daemons_validation() {
+        use control::config::RawConfig;
+        use control::state::State;
+        let a: Alg = "aes-gcm-128".parse().unwrap();
+        for dir in [Dir::Out, Dir::In] {
+            for handoff in [false, true] {
+                let c = a.ferrogate_config(
+                    dir,
+                    handoff,
+                    "/tmp/s",
+                    "p",
+                    "net_pcap0,rx_pcap=x",
+                    "net_null0",
+                );
+                let st = RawConfig::parse(&c)
+                    .and_then(|r| State::from_config(&r))
+                    .unwrap_or_else(|e| panic!("{dir:?} {handoff}: {e}\n{c}"));
+                assert_eq!(st.workers.len(), 1 + handoff as usize, "{c}");
+            }
+        }
+    }
 
     #[test]
     fn names_parse_to_suites() {

@@ -143,6 +143,11 @@ enum Cmd {
         /// (other processes below 10 % of a core), as the reference figures did; 0: never wait.
         #[arg(long, default_value_t = 0.0)]
         quiet_wait: f64,
+        /// Also measure ferrogate with every packet handed off: two workers, the SA owned by
+        /// the one that does not receive (rows `ferrogate-handoff`; the second worker, lcore
+        /// 2, shares CPU 0 with the control thread).
+        #[arg(long)]
+        handoff: bool,
         /// Scratch directory (captures, configs, logs, the ipsec-secgw build).
         #[arg(long, default_value = "/var/tmp/ferrobench")]
         dir: String,
@@ -316,6 +321,8 @@ fn spd(
 
 /// Everything `esp` needs besides the algorithm list.
 struct EspOpts {
+    /// Also measure with every packet handed off to the SA's owner.
+    handoff: bool,
     dirs: Vec<Dir>,
     sizes: Vec<Size>,
     flows: u16,
@@ -460,6 +467,7 @@ fn esp_bench(algs: &[Alg], o: &EspOpts, compare: Option<&str>) -> Result<(), Str
                 let mut fg = Box::new(Ferrogate::launch(&o.dir, |sock, prefix| {
                     alg.ferrogate_config(
                         dir,
+                        false,
                         sock,
                         prefix,
                         &format!("net_pcap0,rx_pcap={},infinite_rx=1", input.display()),
@@ -469,6 +477,37 @@ fn esp_bench(algs: &[Alg], o: &EspOpts, compare: Option<&str>) -> Result<(), Str
                 let ours = measure(fg.as_mut(), w, s);
                 let drops = fg.drops_line();
                 fg.stop()?;
+                if o.handoff {
+                    o.settle();
+                    let mut fg = Box::new(Ferrogate::launch(&o.dir, |sock, prefix| {
+                        alg.ferrogate_config(
+                            dir,
+                            true,
+                            sock,
+                            prefix,
+                            // Two workers, two TX queues on every port: net_pcap has one per
+                            // tx_pcap (nothing is sent on "in").
+                            &format!(
+                                "net_pcap0,rx_pcap={},infinite_rx=1,tx_pcap=/dev/null,tx_pcap=/dev/null",
+                                input.display()
+                            ),
+                            "net_null0,no-rx=1",
+                        )
+                    })?);
+                    let handed = measure(fg.as_mut(), w, s);
+                    let hdrops = fg.drops_line();
+                    fg.stop()?;
+                    let fig = Fig {
+                        prog: "ferrogate-handoff".into(),
+                        alg: alg.label.clone(),
+                        dir: dir.name(),
+                        size,
+                        rate: handed?,
+                    };
+                    print_fig(&fig, mean, hz, "every packet handed to the SA's owner");
+                    println!("{:<16} {tag} handoff: {hdrops}", "drops");
+                    figs.push(fig);
+                }
                 let ours = Fig {
                     prog: "ferrogate".into(),
                     alg: alg.label.clone(),
@@ -664,6 +703,7 @@ fn verify_ferrogate(
     let fg = Box::new(Ferrogate::launch(scratch, |sock, prefix| {
         alg.ferrogate_config(
             dir,
+            false,
             sock,
             prefix,
             &format!("net_pcap0,rx_pcap={}", input.display()),
@@ -769,9 +809,11 @@ fn main() -> ExitCode {
             no_verify,
             secgw_cache,
             quiet_wait,
+            handoff,
             dir,
         } => {
             let o = EspOpts {
+                handoff,
                 quiet_wait: Duration::from_secs_f64(quiet_wait.max(0.0)),
                 secgw_cache: PathBuf::from(secgw_cache.as_deref().unwrap_or(&dir)),
                 dirs,
