@@ -1228,6 +1228,48 @@ interface = "vti0"
     }
 
     #[test]
+    fn a_tunnel_protected_by_esp_leaves_room_for_it_in_its_auto_mtu() {
+        let gre = r#"
+[[tunnels]]
+name = "g"
+profile = "gre"
+local = "192.0.2.1"
+remote = "192.0.2.2"
+addresses = ["172.30.0.1/30"]
+"#;
+        let policy = |priority: u32, proto: &str, action: &str| {
+            let sa = if action == "protect" {
+                "sa = [\"out1\"]\n"
+            } else {
+                ""
+            };
+            format!(
+                "[[ipsec.policy]]\nname = \"p{priority}\"\npriority = {priority}\ndirection = \"out\"\nsrc = \"192.0.2.1/32\"\ndst = \"192.0.2.2/32\"\nprotocol = \"{proto}\"\naction = \"{action}\"\n{sa}"
+            )
+        };
+        let mtu = |extra: &str| state(&format!("{gre}{extra}")).unwrap().tunnel_mtu(0);
+        // 1500 - 20 - 4 (GRE without key).
+        assert_eq!(mtu(""), 1476);
+        // GRE protected with AES-GCM-128 in tunnel mode: 1446 inside ESP, less GRE's 24.
+        assert_eq!(mtu(&policy(10, "gre", "protect")), 1422);
+        // A policy on another protocol, or a bypass ahead of the protect, leaves it alone.
+        assert_eq!(mtu(&policy(10, "udp", "protect")), 1476);
+        let both = format!(
+            "{}{}",
+            policy(5, "gre", "bypass"),
+            policy(10, "gre", "protect")
+        );
+        assert_eq!(mtu(&both), 1476);
+        // A configured MTU is taken as given.
+        let fixed = format!(
+            "{}{}",
+            gre.replace("addresses", "mtu = 1400\naddresses"),
+            policy(10, "gre", "protect")
+        );
+        assert_eq!(state(&fixed).unwrap().tunnel_mtu(0), 1400);
+    }
+
+    #[test]
     fn vti_refusals_name_the_field() {
         refused(
             &format!(

@@ -583,8 +583,57 @@ impl super::State {
         }
     }
 
+    /// `underlay` less the ESP overhead when the first outbound IPsec policy (by priority,
+    /// then order) matching this tunnel's outer packets protects them — the largest overhead
+    /// of its outbound SAs — so that GRE, EtherIP or VXLAN protected by ESP still fits the
+    /// underlay once sealed. Outer packets are (local → remote, the tunnel's IP protocol,
+    /// for UDP tunnels the lowest source port and the destination port; 0 and 0 otherwise).
+    fn esp_protected_mtu(&self, e: &TunnelEncap, remote: IpAddr, underlay: u16) -> u16 {
+        let local = match e.endpoints {
+            Endpoints::V4 { local, .. } => IpAddr::V4(local),
+            Endpoints::V6 { local, .. } => IpAddr::V6(local),
+        };
+        let protos: &[u8] = match e.kind {
+            TunnelKind::Gre | TunnelKind::GreTeb | TunnelKind::Nvgre => &[47],
+            TunnelKind::Etherip => &[97],
+            TunnelKind::Ipip => &[4, 41],
+            TunnelKind::Vxlan | TunnelKind::VxlanGpe | TunnelKind::Geneve => &[17],
+        };
+        let (sport, dport) = if e.kind.is_udp() {
+            (e.sport_min.min(e.sport_max), e.dst_port)
+        } else {
+            (0, 0)
+        };
+        let mut order: Vec<&super::ipsec::PolicySpec> =
+            self.ipsec.policies.iter().filter(|p| p.out).collect();
+        order.sort_by_key(|p| p.priority);
+        let mut mtu = underlay;
+        for &proto in protos {
+            let first = order.iter().find(|p| {
+                p.src.contains(local)
+                    && p.dst.contains(remote)
+                    && p.proto.is_none_or(|x| x == proto)
+                    && (p.sport.lo..=p.sport.hi).contains(&sport)
+                    && (p.dport.lo..=p.dport.hi).contains(&dport)
+                    && p.icmp_type.is_none()
+            });
+            if let Some(super::ipsec::PolicyAction::Protect { sa_out, .. }) =
+                first.map(|p| &p.action)
+            {
+                for name in sa_out {
+                    if let Some(sa) = self.ipsec.sas.iter().find(|s| &s.name == name) {
+                        mtu = mtu.min(super::ipsec::esp_overhead_mtu(&sa.cfg, underlay));
+                    }
+                }
+            }
+        }
+        mtu
+    }
+
     /// Tunnel `k`'s effective MTU as the dataplane applies it: the largest inner IP packet
-    /// (L3 tunnels) or inner Ethernet frame (L2 tunnels) sent whole.
+    /// (L3 tunnels) or inner Ethernet frame (L2 tunnels) sent whole. Automatic: the
+    /// underlay MTU towards the far end, less ESP's overhead when a policy protects the
+    /// tunnel's packets, less the encapsulation's.
     pub fn tunnel_mtu(&self, k: usize) -> u16 {
         let t = &self.tunnels[k];
         let l2 = if t.is_l3() { 0 } else { 14 };
@@ -599,7 +648,8 @@ impl super::State {
                 IpAddr::V6(if t.remote_any { local } else { remote })
             }
         };
-        let under = self.underlay_mtu(remote) as usize;
+        let under = self.underlay_mtu(remote);
+        let under = self.esp_protected_mtu(&t.encap, remote, under) as usize;
         under.saturating_sub(t.encap.overhead()).max(68) as u16
     }
 }
