@@ -125,7 +125,7 @@ impl<P: Packet + Send> Controller<P> {
                 return Err(e);
             }
         };
-        ipsec.commit(plan, 1);
+        ipsec.commit(plan, 1, &state.ipsec.vtis);
         let handle = Arc::new(TablesHandle::new(t));
         let (infos, mtus) = tunnels::host_ifs(&state, &rt);
         let host = HostStack::new(&infos, &mtus);
@@ -207,7 +207,7 @@ impl<P: Packet + Send> Controller<P> {
         self.version += 1;
         let old = self.handle.publish(Arc::new(t));
         self.retired.push(old);
-        self.ipsec.commit(plan, self.version);
+        self.ipsec.commit(plan, self.version, &st.ipsec.vtis);
         Ok(())
     }
 

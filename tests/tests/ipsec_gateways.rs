@@ -325,21 +325,24 @@ sa_in = ["pol-in"]
             l.contains("Repeated/duplicate packet.") && l.contains("spi=0x00001001(4097) sa=vti-in")
         })
     });
-    let tunnel_mode_in = |d: &Daemon| {
+    let packets_in = |d: &Daemon, kind: &str, name: &str| {
         d.json(&["show", "ipsec", "stats"])
             .as_array()
             .unwrap()
             .iter()
-            .find(|r| r["kind"] == "mode" && r["name"] == "tunnel")
+            .find(|r| r["kind"] == kind && r["name"] == name)
             .unwrap()["packets_in"]
             .as_u64()
             .unwrap()
     };
-    let mode_before = tunnel_mode_in(&d2);
-    assert!(mode_before >= 3);
+    let mode_before = packets_in(&d2, "mode", "tunnel");
+    let vti_before = packets_in(&d2, "vti", "vti0");
+    assert!(mode_before >= 3 && vti_before >= 3);
     d2.ctl_ok(&["clear", "ipsec", "sa", "--spi", "0x1001"]);
-    // The cleared SA's counters start again; the per-mode total keeps what it counted.
-    assert!(tunnel_mode_in(&d2) >= mode_before);
+    // The cleared SA's counters start again; the per-mode and per-VTI totals keep what it
+    // counted.
+    assert!(packets_in(&d2, "mode", "tunnel") >= mode_before);
+    assert!(packets_in(&d2, "vti", "vti0") >= vti_before);
     assert!(ping(&t.a, &["-c", "2", "10.0.2.2"]).is_err());
     wait_until("auth failure logged", 10, || {
         d2.log_text().lines().any(|l| {

@@ -16,7 +16,7 @@ use super::Controller;
 use crate::api::proto::Response;
 use crate::parse::Prefix;
 use crate::rejects::RejectLog;
-use crate::state::ipsec::{Lingering, PolicyAction, SaPlacement, SaSpec};
+use crate::state::ipsec::{Lingering, PolicyAction, SaPlacement, SaSpec, VtiSpec};
 use crate::state::State;
 use dataplane::esp::store::{OwnedSa, SaCmd};
 use dataplane::esp::{Mode, Sa, SaCounters};
@@ -46,6 +46,8 @@ pub(super) struct SaInfo {
     expired: bool,
     /// Lingering after a rekey until then.
     until: Option<Instant>,
+    /// The VTIs using it as of the last published tables (what its counts are retired to).
+    vtis: Vec<String>,
 }
 
 /// The IPsec part of the controller.
@@ -65,6 +67,8 @@ pub(super) struct IpsecRt {
     /// (tunnel, transport): the per-mode totals of `show ipsec stats` never go backwards
     /// when a rekey, `sa del` or `clear ipsec sa` retires an SA.
     retired_by_mode: [[u64; 4]; 2],
+    /// The same by VTI, for its `show ipsec stats` row.
+    retired_by_vti: HashMap<String, [u64; 4]>,
 }
 
 /// A placement prepared for the next tables: SAs already sent to their workers, not yet
@@ -235,6 +239,7 @@ impl IpsecRt {
                     soft_logged: false,
                     expired: false,
                     until: None,
+                    vtis: Vec::new(),
                 },
             ));
         }
@@ -328,8 +333,8 @@ impl IpsecRt {
         self.take_back(plan.installed, workers);
     }
 
-    /// The tables built from `plan` were published as `version`.
-    pub(super) fn commit(&mut self, plan: Plan, version: u64) {
+    /// The tables built from `plan` (for a state with these VTIs) were published as `version`.
+    pub(super) fn commit(&mut self, plan: Plan, version: u64, vtis: &[VtiSpec]) {
         for (slot, i) in plan.installed {
             tracing::info!(
                 "IPsec SA installed: {} worker={}",
@@ -365,18 +370,47 @@ impl IpsecRt {
             if let Some(i) = self.info.remove(&slot) {
                 tracing::info!("IPsec SA deleted: {}", describe(&i.spec));
                 let c = &i.counters;
-                let mode = &mut self.retired_by_mode[!i.spec.cfg.mode.is_tunnel() as usize];
-                for (t, v) in mode.iter_mut().zip([
+                let counted = [
                     c.in_packets.get(),
                     c.in_bytes.get(),
                     c.out_packets.get(),
                     c.out_bytes.get(),
-                ]) {
-                    *t += v;
+                ];
+                let add = |to: &mut [u64; 4]| {
+                    for (t, v) in to.iter_mut().zip(counted) {
+                        *t += v;
+                    }
+                };
+                add(&mut self.retired_by_mode[!i.spec.cfg.mode.is_tunnel() as usize]);
+                for v in &i.vtis {
+                    add(self.retired_by_vti.entry(v.clone()).or_default());
                 }
                 self.removing.push((slot, i.owner, version));
             }
         }
+        // Which VTIs each SA serves now (by name, as the tables were built).
+        for i in self.info.values_mut() {
+            i.vtis.clear();
+        }
+        for v in vtis {
+            for n in std::iter::once(&v.sa_out).chain(&v.sa_in) {
+                if let Some(i) = self
+                    .pl
+                    .slots
+                    .get(n)
+                    .and_then(|r| self.info.get_mut(&r.slot))
+                {
+                    i.vtis.push(v.name.clone());
+                }
+            }
+        }
+        for l in &self.pl.lingering {
+            if let Some(i) = self.info.get_mut(&l.sa.slot) {
+                i.vtis.extend(l.vtis.iter().cloned());
+            }
+        }
+        self.retired_by_vti
+            .retain(|name, _| vtis.iter().any(|v| &v.name == name));
     }
 
     /// Remove from their workers the SAs no table in use names any more (`running` is the
@@ -706,7 +740,12 @@ impl<P: Packet + Send> Controller<P> {
             })
         };
         for v in &st.vtis {
-            let t = sa_sum(&|slot, _| users.get(&slot).is_some_and(|u| u.contains(&v.name)));
+            let mut t = sa_sum(&|slot, _| users.get(&slot).is_some_and(|u| u.contains(&v.name)));
+            if let Some(r) = self.ipsec.retired_by_vti.get(&v.name) {
+                for (t, r) in t.iter_mut().zip(r) {
+                    *t += r;
+                }
+            }
             rows.push(sa_row("vti", &v.name, t));
         }
         for (k, (name, tunnel)) in [("tunnel", true), ("transport", false)]
