@@ -57,6 +57,27 @@ pub struct PolicySpec {
     pub raw: RawPolicy,
 }
 
+impl PolicySpec {
+    /// The dataplane's form of this policy (its selectors, `id`, and `action`).
+    pub fn selector(&self, id: u32, action: Action) -> Policy {
+        Policy {
+            id,
+            priority: self.priority,
+            out: self.out,
+            inb: self.inb,
+            src: (self.src.addr, self.src.len),
+            dst: (self.dst.addr, self.dst.len),
+            proto: self.proto,
+            sport: (self.sport.lo, self.sport.hi),
+            dport: (self.dport.lo, self.dport.hi),
+            icmp_type: self.icmp_type,
+            icmp_code: self.icmp_code,
+            scope: self.scope.map(|s| s as u16),
+            action,
+        }
+    }
+}
+
 /// One validated route-based IPsec interface (VTI): an L3 interface bound to an SA pair
 /// whose selectors are 0.0.0.0/0 and ::/0. Routes pointing into it get sealed with `sa_out`;
 /// what its `sa_in` SAs decrypt arrives on it.
@@ -824,38 +845,29 @@ impl IpsecState {
             .policies
             .iter()
             .enumerate()
-            .map(|(id, p)| Policy {
-                id: id as u32,
-                priority: p.priority,
-                out: p.out,
-                inb: p.inb,
-                src: (p.src.addr, p.src.len),
-                dst: (p.dst.addr, p.dst.len),
-                proto: p.proto,
-                sport: (p.sport.lo, p.sport.hi),
-                dport: (p.dport.lo, p.dport.hi),
-                icmp_type: p.icmp_type,
-                icmp_code: p.icmp_code,
-                scope: p.scope.map(|s| s as u16),
-                action: match &p.action {
-                    // The newest installed outbound SA protects; the rest stay for the rekey.
-                    PolicyAction::Protect { sa_out, sa_in } => Action::Protect {
-                        out: sa_out.iter().rev().find_map(slot),
-                        inbound: sa_in
-                            .iter()
-                            .filter_map(slot)
-                            .map(|r| r.slot)
-                            .chain(
-                                pl.lingering
-                                    .iter()
-                                    .filter(|l| l.policies.contains(&p.name))
-                                    .map(|l| l.sa.slot),
-                            )
-                            .collect(),
+            .map(|(id, p)| {
+                p.selector(
+                    id as u32,
+                    match &p.action {
+                        // The newest installed outbound SA protects; the rest stay for the rekey.
+                        PolicyAction::Protect { sa_out, sa_in } => Action::Protect {
+                            out: sa_out.iter().rev().find_map(slot),
+                            inbound: sa_in
+                                .iter()
+                                .filter_map(slot)
+                                .map(|r| r.slot)
+                                .chain(
+                                    pl.lingering
+                                        .iter()
+                                        .filter(|l| l.policies.contains(&p.name))
+                                        .map(|l| l.sa.slot),
+                                )
+                                .collect(),
+                        },
+                        PolicyAction::Bypass => Action::Bypass,
+                        PolicyAction::Discard => Action::Discard,
                     },
-                    PolicyAction::Bypass => Action::Bypass,
-                    PolicyAction::Discard => Action::Discard,
-                },
+                )
             })
             .collect();
         let mut sa_in: Vec<(u32, SaRef)> = self

@@ -11,6 +11,7 @@
 use crate::config::{RawTunnel, RawXconnect};
 use crate::parse::{self, IfAddr};
 use dataplane::outer::{OuterPolicy, TosPolicy};
+use dataplane::tables::ipsec::{Action, Dir, FlowKey, Policy};
 use dataplane::tunnel::{Endpoints, Payload, TunnelEncap, TunnelKind};
 use dataplane::wire::geneve::GeneveOptionBuf;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -604,19 +605,29 @@ impl super::State {
         } else {
             (0, 0)
         };
-        let mut order: Vec<&super::ipsec::PolicySpec> =
-            self.ipsec.policies.iter().filter(|p| p.out).collect();
+        // The dataplane's own matching; an interface scope is taken as met (the tunnel's
+        // egress interface is the routes' business): a smaller MTU at worst.
+        let mut order: Vec<Policy> = self
+            .ipsec
+            .policies
+            .iter()
+            .enumerate()
+            .map(|(id, p)| p.selector(id as u32, Action::Bypass))
+            .collect();
         order.sort_by_key(|p| p.priority);
         let mut mtu = underlay;
         for &proto in protos {
-            let first = order.iter().find(|p| {
-                p.src.contains(local)
-                    && p.dst.contains(remote)
-                    && p.proto.is_none_or(|x| x == proto)
-                    && (p.sport.lo..=p.sport.hi).contains(&sport)
-                    && (p.dport.lo..=p.dport.hi).contains(&dport)
-                    && p.icmp_type.is_none()
-            });
+            let key = FlowKey {
+                src: local,
+                dst: remote,
+                proto,
+                sport,
+                dport,
+            };
+            let first = order
+                .iter()
+                .find(|p| p.matches(Dir::Out, p.scope.unwrap_or(0), &key))
+                .map(|p| &self.ipsec.policies[p.id as usize]);
             if let Some(super::ipsec::PolicyAction::Protect { sa_out, .. }) =
                 first.map(|p| &p.action)
             {
