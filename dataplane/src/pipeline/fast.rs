@@ -4,11 +4,12 @@
 //!   valid IPv4 header (or an IPv6 one) whose route is a resolved untagged adjacency and that
 //!   fits its MTU, the Ethernet header rewritten in place (no strip and re-prepend);
 //! * tunnel encapsulation of such a packet routed into an L3 tunnel, and of a frame from a
-//!   port cross-connected as a whole to an L2 tunnel, when the route to the far end is a
-//!   resolved untagged adjacency the result fits;
+//!   port (or a VLAN, its tag removed) cross-connected to an L2 tunnel, when the route to the
+//!   far end is a resolved untagged adjacency the result fits;
 //! * tunnel decapsulation of such a packet addressed to us (or of an IPv6 one without
-//!   extension headers), the inner frame sent out of its cross-connected port or the inner
-//!   IPv4 or IPv6 packet forwarded to a resolved untagged adjacency it fits.
+//!   extension headers), the inner frame sent out of its cross-connected port (tagged again
+//!   for a VLAN cross-connect) or the inner IPv4 or IPv6 packet forwarded to a resolved
+//!   untagged adjacency it fits.
 //!
 //! A valid untagged unicast IPv4 or IPv6 frame to our MAC that none of these takes (IPsec policies
 //! configured, a VTI or local next hop, TTL about to expire, over the MTU...) still skips L2 and
@@ -326,15 +327,22 @@ fn try_xconnect_encap<'t, P: Packet>(
     p: &mut P,
 ) -> Option<Fast<'t>> {
     let l2 = L2Header::parse(p.data()).ok()?;
-    // A VLAN cross-connect removes its tag first: the general path does that.
-    let (tun, false) = pe.xconnect(l2.outer_vlan)? else {
-        return None;
-    };
+    // A VLAN cross-connect carries the frame without its service tag.
+    let (tun, strip) = pe.xconnect(l2.outer_vlan)?;
     let e = t.tunnels.get(tun)?;
     if e.encap.carries() != Payload::Ethernet {
         return None;
     }
-    let adj = encap_target(t, tun, e, p, p.len())?;
+    let tag = if strip { ethernet::VLAN_TAG_LEN } else { 0 };
+    let adj = encap_target(t, tun, e, p, p.len() - tag)?;
+    if strip {
+        // Past this point the packet is changed: failures are drops. The MAC addresses move
+        // over the tag; parse saw the tag, so the frame holds it.
+        p.data_mut().copy_within(0..12, tag);
+        if !p.adj(tag) {
+            return Some(Fast::Drop(DropReason::VlanTruncated));
+        }
+    }
     Some(encap_and_send(worker, e, &adj, p, true))
 }
 
@@ -530,7 +538,7 @@ fn decap_and_send<'t, P: Packet>(
         p.data().get(at..at + info.inner_len)
     };
     let out = match (e.attach, info.payload) {
-        (Attach::Xconnect { port, vlan: 0 }, PayloadType::Ethernet) => Ok(port),
+        (Attach::Xconnect { port, vlan }, PayloadType::Ethernet) => Ok((port, vlan)),
         (Attach::L3 { .. }, PayloadType::Ipv4) => {
             Err((inner_adjacency(t, inner()?, false)?, false))
         }
@@ -549,7 +557,20 @@ fn decap_and_send<'t, P: Packet>(
     }
     let c = e.shared.worker(worker);
     match out {
-        Ok(port) => Some(Fast::TxFromTunnel(port, c, p.len() as u64)),
+        Ok((port, vlan)) => {
+            let bytes = p.len() as u64;
+            if vlan != 0 {
+                // The service tag back in (room: the outer headers just removed).
+                if !p.prepend(ethernet::VLAN_TAG_LEN) {
+                    return Some(Fast::Drop(DropReason::NoHeadroom));
+                }
+                let d = p.data_mut();
+                d.copy_within(ethernet::VLAN_TAG_LEN..ethernet::VLAN_TAG_LEN + 12, 0);
+                d[12..14].copy_from_slice(&EtherType::VLAN.to_be_bytes());
+                d[14..16].copy_from_slice(&vlan.to_be_bytes());
+            }
+            Some(Fast::TxFromTunnel(port, c, bytes))
+        }
         Err((adj, v6)) => {
             // Into forwarding as arriving on the tunnel: received (as the decap node counts).
             if let Some(c) = c {

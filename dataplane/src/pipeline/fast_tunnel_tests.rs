@@ -46,6 +46,16 @@ fn v6_variant(l2: usize) -> bool {
     l2 == L2_KINDS.len() - 1
 }
 
+/// The odd variants cross-connect VLAN 300 of port 2 (tag removed, put back on the way out);
+/// the others the whole port.
+fn xconnect_vlan(l2: usize) -> u16 {
+    if l2 % 2 == 1 {
+        300
+    } else {
+        0
+    }
+}
+
 /// Tunnel 0: GRE key 7 to 10.1.0.2 (10.9/16 routed in); 1: IPIP to 10.1.0.3 or
 /// 2001:db8:1::3 (10.7/16 and 2001:db8:7::/48 routed in); 2: L2 tunnel `L2_KINDS[l2]`
 /// cross-connected to the whole of port 2. Our side's view when `ours`, the peer's otherwise.
@@ -83,7 +93,8 @@ fn encaps(l2: usize, ours: bool) -> [TunnelEncap; 3] {
 }
 
 /// Port 0: 10.0.0.1/24 with host A; port 1: the underlay 10.1.0.1/24 and 2001:db8:1::1/64,
-/// the peer(s) behind HOST_B; port 2: cross-connected whole to tunnel 2.
+/// the peer(s) behind HOST_B; port 2: cross-connected to tunnel 2, whole or VLAN 300 of it
+/// (`xconnect_vlan`).
 fn rig(l2: usize) -> Rig {
     let mut r = Rig::new();
     r.p = Pipeline::new(3);
@@ -148,7 +159,14 @@ fn rig(l2: usize) -> Rig {
     let mut tunnels = TunnelTable::build(vec![
         entry(gre, Attach::L3 { ifindex: 3 }, 1476),
         entry(ipip, Attach::L3 { ifindex: 4 }, 1480),
-        entry(x, Attach::Xconnect { port: 2, vlan: 0 }, 1400),
+        entry(
+            x,
+            Attach::Xconnect {
+                port: 2,
+                vlan: xconnect_vlan(l2),
+            },
+            1400,
+        ),
     ])
     .unwrap();
     tunnels.route_outer(&fib);
@@ -163,7 +181,17 @@ fn rig(l2: usize) -> Rig {
         ports: vec![
             pe(MAC0, Some(0), vec![]),
             pe(MAC1, Some(1), vec![]),
-            pe(MAC2, Some(2), vec![(XCONNECT_PORT, 2)]),
+            pe(
+                MAC2,
+                Some(2),
+                vec![(
+                    match xconnect_vlan(l2) {
+                        0 => XCONNECT_PORT,
+                        v => v,
+                    },
+                    2,
+                )],
+            ),
         ],
         interfaces,
         fib,
@@ -220,16 +248,21 @@ fn frame(l2: usize, kind: u8, len: usize, ttl: u8) -> (u16, Vec<u8>) {
         }
         1 => (0, udp4(MAC0, [10, 0, 0, 2], [10, 7, 1, 1], ttl, len)),
         2 => (0, udp4(MAC0, [10, 0, 0, 2], [10, 1, 0, 2], ttl, len)),
-        3 => (
-            2,
-            udp4(
+        3 => {
+            let mut f = udp4(
                 Mac([2, 0, 0, 0, 0, 0x77]),
                 [192, 168, 1, 1],
                 [192, 168, 1, 2],
                 ttl,
                 len,
-            ),
-        ),
+            );
+            let vlan = xconnect_vlan(l2);
+            if vlan != 0 {
+                let [hi, lo] = vlan.to_be_bytes();
+                f.splice(12..12, [0x81, 0x00, hi, lo]);
+            }
+            (2, f)
+        }
         4 => (1, from_peer(l2, 0, &inner_ip([10, 0, 0, 2]))),
         5 if v6 => (1, from_peer(l2, 1, &inner_ip6("2001:db8:a::3"))),
         5 => (1, from_peer(l2, 1, &inner_ip([10, 0, 0, 3]))),
