@@ -568,6 +568,15 @@ impl ScapyVerdict {
         )
     }
 
+    /// The "ok N/M" counts of a check that passed; its failure line otherwise.
+    pub fn passed_counts(&self) -> Result<(u64, u64), String> {
+        if self.passed {
+            Ok(self.counts())
+        } else {
+            Err(self.failure())
+        }
+    }
+
     /// The failure line for a check that did not pass.
     pub fn failure(&self) -> String {
         let (ok, n) = self.counts();

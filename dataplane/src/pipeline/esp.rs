@@ -595,13 +595,13 @@ mod tests {
     use crate::packet::HeapPacket;
     use crate::pipeline::{RateLimiter, ResolveFilter};
     use crate::stats::{split_reject_detail, PolicyCounters, WorkerCounters};
-    use crate::tables::fib::{Fib, FibRoute};
-    use crate::tables::iface::{Adjacency, IfKind, Interface, PortEntry};
+    use crate::tables::fib::Fib;
+    use crate::tables::iface::{IfKind, Interface, PortEntry};
     use crate::tables::ipsec::{IpsecTables, Policy, VtiEntry};
     use crate::wire::Mac;
     use crossbeam::queue::ArrayQueue;
     use etherparse::PacketBuilder;
-    use std::net::{IpAddr, Ipv4Addr};
+    use std::net::Ipv4Addr;
     use std::sync::Arc;
 
     const LAN: Mac = Mac([2, 0, 0, 0, 0, 0x10]);
@@ -666,27 +666,14 @@ mod tests {
                 icmp_src_v6: None,
             },
         ];
-        let adj = |ifindex, port, dst, src| {
-            NextHop::Forward(Adjacency {
-                ifindex,
-                port,
-                vlan: 0,
-                dst,
-                src,
-                mtu: 1500,
-            })
-        };
+        let adj = crate::pipeline::tests::adjacency;
         let nhs = vec![
             NextHop::Local { ifindex: 1 },
             adj(0, 0, HOST, LAN),
             adj(1, 1, PEER, WAN),
             NextHop::Vti { vti: 0 },
         ];
-        let r = |a: &str, len, nexthop| FibRoute {
-            addr: a.parse::<IpAddr>().unwrap(),
-            len,
-            nexthop,
-        };
+        let r = crate::pipeline::tests::route;
         let routes = vec![
             r("192.0.2.1", 32, 0),
             r("10.0.0.0", 24, 1),
