@@ -801,8 +801,14 @@ mod tests {
 
     /// An ESP frame from the peer carrying `inner`, sealed with its copy of our inbound SA.
     fn peer_seal(inner: &[u8], spi: u32) -> Vec<u8> {
+        peer_seal_seq(inner, spi, 1)
+    }
+
+    /// [`peer_seal`] with sequence number `seq`.
+    fn peer_seal_seq(inner: &[u8], spi: u32, seq: u64) -> Vec<u8> {
         let mut p = HeapPacket::from_frame(&inner[14..]);
         let mut s = sa(spi, &KEY_IN, THEM, ME);
+        s.set_next_seq_out(seq);
         esp::encap(&mut s, &mut p, &OuterPolicy::default()).unwrap();
         let mut f = Vec::new();
         f.extend_from_slice(&WAN.0);
@@ -1112,8 +1118,10 @@ mod tests {
         (tx, drops, policy, r.env.events.len())
     }
 
-    /// A test frame of kind `k`: (ingress port, frame).
-    fn ipsec_frame(k: u8, len: usize, ttl: u8, df: bool) -> (u16, Vec<u8>) {
+    /// A test frame of kind `k`: (ingress port, frame); the peer's ESP carries sequence
+    /// number `seq` (a real peer never repeats one: with repeats, which copy the replay
+    /// window keeps would depend on the order frames of different paths reach ESP input).
+    fn ipsec_frame(k: u8, len: usize, ttl: u8, df: bool, seq: u64) -> (u16, Vec<u8>) {
         let lan = |dst: [u8; 4]| {
             let mut f = udp(LAN, [10, 0, 0, 2], dst, len, df);
             f[14 + 8] = ttl;
@@ -1127,7 +1135,11 @@ mod tests {
             3 => (0, lan([10, 0, 0, 5])),
             4 => (
                 1,
-                peer_seal(&udp(LAN, [10, 9, 1, 1], [10, 0, 0, 2], len, df), 0x2001),
+                peer_seal_seq(
+                    &udp(LAN, [10, 9, 1, 1], [10, 0, 0, 2], len, df),
+                    0x2001,
+                    seq,
+                ),
             ),
             _ => {
                 let mut f = udp(WAN, [192, 0, 2, 2], [192, 0, 2, 1], len, df);
@@ -1152,8 +1164,9 @@ mod tests {
         ) {
             let frames: Vec<(u16, Vec<u8>)> = specs
                 .iter()
-                .map(|&(k, len, ttl, df, flip, cut)| {
-                    let (port, mut f) = ipsec_frame(k, len, ttl * 30 - 29, df);
+                .enumerate()
+                .map(|(n, &(k, len, ttl, df, flip, cut))| {
+                    let (port, mut f) = ipsec_frame(k, len, ttl * 30 - 29, df, n as u64 + 1);
                     if let Some((at, x)) = flip {
                         if at < f.len() {
                             f[at] ^= x;
@@ -1175,7 +1188,7 @@ mod tests {
         // peer, IKE (punt refused here: dropped).
         let want = [(0, 1), (0, 1), (0, 0), (1, 0), (1, 0), (0, 0)];
         for (k, w) in want.into_iter().enumerate() {
-            let frames = [ipsec_frame(k as u8, 100, 64, true)];
+            let frames = [ipsec_frame(k as u8, 100, 64, true, 1)];
             let fast = observe_ipsec(true, &frames);
             assert_eq!(fast, observe_ipsec(false, &frames), "kind {k}");
             assert_eq!(
@@ -1186,7 +1199,7 @@ mod tests {
             );
         }
         // Padding cut before the policy counts bytes: a short frame padded to 60 octets.
-        let (_, mut f) = ipsec_frame(0, 4, 64, true);
+        let (_, mut f) = ipsec_frame(0, 4, 64, true, 1);
         f.resize(60, 0);
         let fast = observe_ipsec(true, &[(0, f.clone())]);
         assert_eq!(fast, observe_ipsec(false, &[(0, f)]));
