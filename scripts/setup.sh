@@ -13,7 +13,7 @@ die() { echo "setup: error: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (installs packages, reserves hugepages, mounts hugetlbfs)"
 
 PACKAGES=(
-    dpdk dpdk-dev libdpdk-dev dpdk-doc pkg-config clang libclang-dev gcc make patch
+    dpdk dpdk-dev libdpdk-dev dpdk-doc libipsec-mb-dev pkg-config clang libclang-dev gcc make patch
     iproute2 iputils-ping ethtool tcpdump tshark python3-scapy python3-cryptography libpcap-dev
     strongswan strongswan-swanctl strongswan-charon strongswan-libcharon
     libstrongswan-standard-plugins libstrongswan-extra-plugins libcharon-extra-plugins

@@ -6,7 +6,7 @@
 
 use crate::frames::DUT_MAC;
 use crate::run::{self, thread_ticks, CpuSample, Rate};
-use dataplane::esp::{self, AesKeyLen, Integ, Mode, Sa, SaConfig, SaCrypto, Suite};
+use dataplane::esp::{self, AesKeyLen, Backend, Integ, Mode, Sa, SaConfig, SaCrypto, Suite};
 use dataplane::outer::OuterPolicy;
 use dataplane::packet::{HeapPacket, Packet};
 use std::net::Ipv4Addr;
@@ -331,8 +331,18 @@ sa_in = ["in"]
     /// all buffers alternate (each open pass verifies what the seal pass made) until
     /// `seconds` have been spent in each. Returns (seal, open) in operations.
     pub fn raw_speed(&self, frames: &[Vec<u8>], seconds: f64) -> Result<(Rate, Rate), String> {
+        self.raw_speed_on(frames, seconds, Backend::Fastest)
+    }
+
+    /// [`raw_speed`](Self::raw_speed) on a chosen crypto backend.
+    pub fn raw_speed_on(
+        &self,
+        frames: &[Vec<u8>],
+        seconds: f64,
+        backend: Backend,
+    ) -> Result<(Rate, Rate), String> {
         let mut bufs = self.seal_all(frames, SPI_OUT, LOCAL, PEER)?;
-        let crypto = SaCrypto::new(self.suite, &self.enc_key(), &self.auth_key())
+        let crypto = SaCrypto::with_backend(self.suite, &self.enc_key(), &self.auth_key(), backend)
             .map_err(|e| format!("{}: {e}", self.label))?;
         let budget = Duration::from_secs_f64(seconds);
         let (start, before, mine) = (Instant::now(), CpuSample::take(None), thread_ticks());

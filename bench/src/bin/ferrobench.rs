@@ -40,6 +40,7 @@ use bench::run::{
 use bench::secgw::{self, Secgw, SecgwRun};
 use bench::{frames, pcap};
 use clap::{Parser, Subcommand};
+use dataplane::esp::Backend;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -201,7 +202,19 @@ enum Cmd {
         /// Seconds spent sealing (and as many opening) per algorithm and size.
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
+        /// Crypto backends: fastest (what the daemon uses: intel-ipsec-mb for AES-GCM/GMAC),
+        /// portable (ring / RustCrypto, the fallback).
+        #[arg(long, value_delimiter = ',', default_value = "fastest", value_parser = parse_backend)]
+        backends: Vec<Backend>,
     },
+}
+
+fn parse_backend(s: &str) -> Result<Backend, String> {
+    match s {
+        "fastest" => Ok(Backend::Fastest),
+        "portable" => Ok(Backend::Portable),
+        _ => Err(format!("unknown backend {s:?} (fastest, portable)")),
+    }
 }
 
 fn row(name: &str, size: usize, r: &Rate, hz: Option<f64>) {
@@ -746,7 +759,13 @@ fn verify_secgw(
     Ok(format!("{v}; {sent}/{n} sent"))
 }
 
-fn aead(algs: &[Alg], sizes: &[Size], flows: u16, seconds: f64) -> Result<(), String> {
+fn aead(
+    algs: &[Alg],
+    sizes: &[Size],
+    flows: u16,
+    seconds: f64,
+    backends: &[Backend],
+) -> Result<(), String> {
     if seconds <= 0.0 {
         return Err("--seconds must be > 0".into());
     }
@@ -757,16 +776,22 @@ fn aead(algs: &[Alg], sizes: &[Size], flows: u16, seconds: f64) -> Result<(), St
         for &size in sizes {
             let plain = frames::udp4_sized(&size.lengths(flows), HOST_A, HOST_B);
             let mean = frames::mean_len(&plain);
-            let (seal, open) = alg.raw_speed(&plain, seconds)?;
-            for (prog, rate) in [("raw-seal", seal), ("raw-open", open)] {
-                let f = Fig {
-                    prog: prog.into(),
-                    alg: alg.label.clone(),
-                    dir: "-",
-                    size,
-                    rate,
+            for &backend in backends {
+                let (seal, open) = alg.raw_speed_on(&plain, seconds, backend)?;
+                let note = match backend {
+                    Backend::Fastest => "fastest",
+                    Backend::Portable => "portable",
                 };
-                print_fig(&f, mean, hz, "");
+                for (prog, rate) in [("raw-seal", seal), ("raw-open", open)] {
+                    let f = Fig {
+                        prog: prog.into(),
+                        alg: alg.label.clone(),
+                        dir: "-",
+                        size,
+                        rate,
+                    };
+                    print_fig(&f, mean, hz, note);
+                }
             }
         }
     }
@@ -830,7 +855,8 @@ fn main() -> ExitCode {
             sizes,
             flows,
             seconds,
-        } => aead(&algs, &sizes, flows, seconds),
+            backends,
+        } => aead(&algs, &sizes, flows, seconds, &backends),
         Cmd::Tunnel {
             types,
             dirs,

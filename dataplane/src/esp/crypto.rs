@@ -24,15 +24,18 @@
 //! unpredictable to anyone without that key (NIST SP 800-38A Appendix C), without a syscall or
 //! RNG state update per packet.
 //!
-//! Backends: AES-128-GCM, AES-256-GCM and ChaCha20-Poly1305 run on `ring` (its assembly
-//! stitches AES-CTR with GHASH and vectorises ChaCha20/Poly1305: 2.5-4.5x RustCrypto's speed on
-//! ESP-sized packets here, see DESIGN.md "Crypto backends"); what ring lacks stays on RustCrypto:
-//! AES-192-GCM and GMAC (`aes-gcm`), CBC and the HMACs, NULL. Both compare the ICV in constant
-//! time. ring decrypts while it computes the tag and zeroes the payload when the tag is wrong;
-//! RustCrypto verifies first. Either way a packet that fails is dropped whole.
+//! Backends ([`Backend`]): AES-GCM of every key size and GMAC run on intel-ipsec-mb (the
+//! `ipsec-mb` binding: VAES/AVX-512 GCM, 2.5-3x ring's speed on ESP-sized packets here, README
+//! "Build notes"); ChaCha20-Poly1305 on `ring` (its vectorised ChaCha20/Poly1305 beats
+//! ipsec-mb's direct API at these sizes); CBC, the HMACs and NULL on RustCrypto. Where
+//! ipsec-mb cannot be set up (`Backend::Portable`), AES-128/256-GCM run on ring and
+//! AES-192-GCM and GMAC on `aes-gcm`. All compare the ICV in constant time. ipsec-mb and ring
+//! decrypt while they compute the tag; on a wrong tag ipsec-mb's binding restores the
+//! ciphertext and ring zeroes the payload; RustCrypto verifies first. Either way a packet that
+//! fails is dropped whole.
 //!
 //! Key material: salts are held in `Zeroizing`; RustCrypto's AES key schedules are zeroized on
-//! drop (the `zeroize` feature of `aes`). ring has no zeroize: its key (AES schedule and GHASH
+//! drop (the `zeroize` feature of `aes`), ipsec-mb's expanded keys by its binding. ring has no zeroize: its key (AES schedule and GHASH
 //! table, or the ChaCha20 key) is overwritten in place on drop with the key of an all-zero key
 //! (see [`RingKey`]). Outside our reach without `unsafe`: the HMAC pre-keyed inner/outer hash
 //! states of `hmac` 0.12 and the GHASH key inside `aes-gcm` 0.10 (GMAC, AES-192-GCM) are not
@@ -65,7 +68,9 @@ pub use super::suite::{
 type Aes192Gcm = AesGcm<Aes192, U12>;
 
 enum Aead {
-    /// AES-128/256-GCM and ChaCha20-Poly1305.
+    /// AES-GCM and GMAC, every key size, on intel-ipsec-mb.
+    Imb(ipsec_mb::GcmKey),
+    /// ChaCha20-Poly1305, and AES-128/256-GCM where intel-ipsec-mb is unusable.
     Ring(RingKey),
     /// GMAC (any key size) and AES-192-GCM, which ring does not offer.
     Gcm128(Aes128Gcm),
@@ -137,6 +142,15 @@ enum Engine {
     },
 }
 
+/// Which implementation runs the AES-GCM and GMAC suites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// intel-ipsec-mb when it can be set up on this CPU, else `Portable`.
+    Fastest,
+    /// ring for AES-128/256-GCM, RustCrypto for AES-192-GCM and GMAC.
+    Portable,
+}
+
 /// The crypto state of one SA.
 pub struct SaCrypto {
     suite: Suite,
@@ -182,8 +196,21 @@ fn new_hmac(i: Integ, key: &[u8]) -> Result<Hm, KeyError> {
 
 impl SaCrypto {
     /// Build the key schedules of `suite` from the encryption KEYMAT (key || salt for the
-    /// counter-mode suites) and the integrity key (empty for the combined-mode suites).
+    /// counter-mode suites) and the integrity key (empty for the combined-mode suites), on the
+    /// fastest backend this machine has.
     pub fn new(suite: Suite, enc_key: &[u8], auth_key: &[u8]) -> Result<Self, KeyError> {
+        Self::with_backend(suite, enc_key, auth_key, Backend::Fastest)
+    }
+
+    /// [`new`](Self::new) with a choice of backend: `Portable` is what runs where
+    /// intel-ipsec-mb cannot be set up (tests cross-check the two; `ferrobench aead` measures
+    /// both).
+    pub fn with_backend(
+        suite: Suite,
+        enc_key: &[u8],
+        auth_key: &[u8],
+        backend: Backend,
+    ) -> Result<Self, KeyError> {
         check_len(suite.enc_key_len(), enc_key.len(), false)?;
         check_len(suite.auth_key_len(), auth_key.len(), true)?;
         let bad = KeyError::EncKeyLength {
@@ -204,6 +231,9 @@ impl SaCrypto {
                 let (key, salt) = split_salt(enc_key);
                 let gmac = matches!(suite, Suite::AesGmac(_));
                 let aead = match (k, gmac) {
+                    _ if backend == Backend::Fastest && ipsec_mb::arch().is_some() => {
+                        Aead::Imb(ipsec_mb::GcmKey::new(key).ok_or(bad)?)
+                    }
                     (AesKeyLen::Aes128, false) => {
                         Aead::Ring(RingKey::new(&AES_128_GCM, key).ok_or(bad)?)
                     }
@@ -476,6 +506,7 @@ impl Aead {
     #[inline]
     fn seal(&self, n: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> Option<[u8; 16]> {
         match self {
+            Aead::Imb(k) => Some(k.seal(n, aad, buf)),
             Aead::Ring(k) => {
                 let tag =
                     k.0.seal_in_place_separate_tag(
@@ -495,6 +526,7 @@ impl Aead {
     #[inline]
     fn open(&self, n: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8; 16]) -> bool {
         match self {
+            Aead::Imb(k) => k.open(n, aad, buf, tag),
             Aead::Ring(k) => {
                 k.0.open_in_place_separate_tag(
                     Nonce::assume_unique_for_key(*n),
@@ -595,9 +627,10 @@ impl Hm {
 
 #[cfg(test)]
 mod tests {
-    //! ring against RustCrypto: the published vectors pin a few packets; this checks that the
-    //! ring-backed AES-GCM suites agree with the `aes-gcm` crate on arbitrary keys, payloads
-    //! and sequence numbers, with and without ESN, both ways.
+    //! The backends against RustCrypto: the published vectors pin a few packets; this checks
+    //! that intel-ipsec-mb and ring (AES-GCM of every key size, GMAC) agree with the `aes-gcm`
+    //! crate on arbitrary keys, payloads and sequence numbers, with and without ESN, both
+    //! ways, and that each opens what the other sealed.
     use super::*;
     use proptest::collection::vec;
     use proptest::prelude::*;
@@ -607,58 +640,79 @@ mod tests {
         salt: &[u8],
         esp: &[u8],
         esn_high: Option<u32>,
+        gmac: bool,
     ) -> Vec<u8> {
         let a = A::new_from_slice(key).unwrap();
         let mut nonce = [0u8; 12];
         nonce[..4].copy_from_slice(salt);
         nonce[4..].copy_from_slice(&esp[8..16]);
+        let end = esp.len() - 16;
         let mut aad = esp[..4].to_vec();
         if let Some(h) = esn_high {
             aad.extend_from_slice(&h.to_be_bytes());
         }
-        aad.extend_from_slice(&esp[4..8]);
+        aad.extend_from_slice(&esp[4..if gmac { end } else { 8 }]);
         let mut out = esp.to_vec();
-        let end = out.len() - 16;
+        let pt = if gmac { &mut [][..] } else { &mut out[16..end] };
         let tag = a
-            .encrypt_in_place_detached(&nonce.into(), &aad, &mut out[16..end])
+            .encrypt_in_place_detached(&nonce.into(), &aad, pt)
             .unwrap();
         out[end..].copy_from_slice(&tag);
         out
     }
 
+    fn both_backends() -> impl Strategy<Value = Backend> {
+        prop_oneof![Just(Backend::Fastest), Just(Backend::Portable)]
+    }
+
     proptest! {
         #[test]
-        fn ring_gcm_agrees_with_rustcrypto(
+        fn gcm_and_gmac_agree_with_rustcrypto_on_every_backend(
             keymat in vec(any::<u8>(), 36),
-            wide in any::<bool>(),
+            size in 0usize..3,
+            gmac in any::<bool>(),
+            backend in both_backends(),
             header in any::<[u8; 16]>(),
             payload in vec(any::<u8>(), 0..300),
             esn_high in any::<Option<u32>>(),
-            front in 0usize..24,
+            front in 4usize..24,
         ) {
-            let (k, suite) = if wide {
-                (32, Suite::AesGcm(AesKeyLen::Aes256))
-            } else {
-                (16, Suite::AesGcm(AesKeyLen::Aes128))
-            };
+            let (k, len) = [
+                (16, AesKeyLen::Aes128),
+                (24, AesKeyLen::Aes192),
+                (32, AesKeyLen::Aes256),
+            ][size];
+            let suite = if gmac { Suite::AesGmac(len) } else { Suite::AesGcm(len) };
             let keymat = &keymat[..k + SALT_LEN];
-            let c = SaCrypto::new(suite, keymat, &[]).unwrap();
+            let c = SaCrypto::with_backend(suite, keymat, &[], backend).unwrap();
+            let other = match backend {
+                Backend::Fastest => Backend::Portable,
+                Backend::Portable => Backend::Fastest,
+            };
+            let o = SaCrypto::with_backend(suite, keymat, &[], other).unwrap();
             let mut esp = header.to_vec();
             esp.extend_from_slice(&payload);
             esp.extend_from_slice(&[0u8; 16]);
-            let want = if wide {
-                reference::<Aes256Gcm>(&keymat[..k], &keymat[k..], &esp, esn_high)
-            } else {
-                reference::<Aes128Gcm>(&keymat[..k], &keymat[k..], &esp, esn_high)
+            let (key, salt) = keymat.split_at(k);
+            let want = match size {
+                0 => reference::<Aes128Gcm>(key, salt, &esp, esn_high, gmac),
+                1 => reference::<Aes192Gcm>(key, salt, &esp, esn_high, gmac),
+                _ => reference::<Aes256Gcm>(key, salt, &esp, esn_high, gmac),
             };
-            // Some bytes in front of the ESP header, as in a real packet.
+            // Some bytes in front of the ESP header, as in a real packet (GMAC with ESN
+            // borrows four of them).
             let mut buf = vec![0xeeu8; front];
             buf.extend_from_slice(&esp);
             c.seal(&mut buf, front, esn_high).unwrap();
             prop_assert_eq!(&buf[front..], &want[..]);
+            prop_assert!(buf[..front].iter().all(|&b| b == 0xee));
+            let mut copy = buf.clone();
             c.open(&mut buf, front, esn_high).unwrap();
             prop_assert_eq!(&buf[front..front + 16 + payload.len()], &esp[..16 + payload.len()]);
-            // A different high half of the sequence number is a different AAD.
+            o.open(&mut copy, front, esn_high).unwrap();
+            prop_assert_eq!(&copy, &buf);
+            // A different high half of the sequence number is a different AAD. A failed open
+            // on intel-ipsec-mb leaves the packet as it came (ring zeroes the payload).
             if let Some(h) = esn_high {
                 let mut bad = vec![0xeeu8; front];
                 bad.extend_from_slice(&want);
@@ -666,6 +720,9 @@ mod tests {
                     c.open(&mut bad, front, Some(h.wrapping_add(1))),
                     Err(DropReason::EspAuthFailed)
                 );
+                if backend == Backend::Fastest {
+                    prop_assert_eq!(&bad[front..], &want[..]);
+                }
             }
         }
     }

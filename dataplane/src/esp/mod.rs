@@ -26,7 +26,7 @@ mod template;
 #[cfg(test)]
 mod tests;
 
-pub use crypto::{AesKeyLen, Integ, KeyError, SaCrypto, Suite};
+pub use crypto::{AesKeyLen, Backend, Integ, KeyError, SaCrypto, Suite};
 pub use decap::{decap, decap_esp, DecapInfo, IpFamily};
 pub use encap::{encap, encap_esp, max_inner_len, sealed_len, EncapInfo};
 pub use replay::ReplayWindow;
