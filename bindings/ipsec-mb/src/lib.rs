@@ -121,8 +121,7 @@ impl GcmKey {
     }
 
     #[inline]
-    fn run(&self, dec: bool, iv: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; 16] {
-        let mut tag = [0u8; 16];
+    fn run(&self, dec: bool, iv: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &mut [u8; 16]) {
         // SAFETY: the key data was expanded by fg_imb_gcm_pre for key_len (so the library is
         // set up); buf is len writable octets (in place: source = destination, which the
         // library supports), iv 12 and aad aad_len readable octets, tag 16 writable octets.
@@ -140,14 +139,13 @@ impl GcmKey {
                 tag.as_mut_ptr(),
             )
         };
-        tag
     }
 
-    /// Encrypt `buf` in place under `iv` (salt || explicit IV), authenticating `aad` too;
-    /// returns the 16-octet tag.
+    /// Encrypt `buf` in place under `iv` (salt || explicit IV), authenticating `aad` too, and
+    /// write the 16-octet tag to `tag` (in ESP: straight into the ICV field).
     #[inline]
-    pub fn seal(&self, iv: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; 16] {
-        self.run(false, iv, aad, buf)
+    pub fn seal(&self, iv: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &mut [u8; 16]) {
+        self.run(false, iv, aad, buf, tag)
     }
 
     /// Check `tag` and decrypt `buf` in place. The library decrypts while it hashes the
@@ -156,11 +154,12 @@ impl GcmKey {
     /// of an unauthenticated packet is left behind.
     #[inline]
     pub fn open(&self, iv: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8; 16]) -> bool {
-        let got = self.run(true, iv, aad, buf);
+        let mut got = [0u8; 16];
+        self.run(true, iv, aad, buf, &mut got);
         if tags_equal(&got, tag) {
             return true;
         }
-        self.run(false, iv, aad, buf);
+        self.run(false, iv, aad, buf, &mut got);
         false
     }
 }
@@ -211,7 +210,9 @@ mod tests {
         ));
         let want_tag: [u8; 16] = hex("5bc94fbc3221a5db94fae95ae7121a47").try_into().unwrap();
         let mut buf = pt.clone();
-        assert_eq!(key.seal(&iv, &aad, &mut buf), want_tag);
+        let mut tag = [0u8; 16];
+        key.seal(&iv, &aad, &mut buf, &mut tag);
+        assert_eq!(tag, want_tag);
         assert_eq!(buf, ct);
         assert!(key.open(&iv, &aad, &mut buf, &want_tag));
         assert_eq!(buf, pt);
@@ -222,7 +223,8 @@ mod tests {
         let key = GcmKey::new(&[7u8; 32]).expect("library");
         let iv = [1u8; 12];
         let mut buf = vec![0x5a; 100];
-        let mut tag = key.seal(&iv, b"aad", &mut buf);
+        let mut tag = [0u8; 16];
+        key.seal(&iv, b"aad", &mut buf, &mut tag);
         let ct = buf.clone();
         tag[15] ^= 1;
         assert!(!key.open(&iv, b"aad", &mut buf, &tag));

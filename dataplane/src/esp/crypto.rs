@@ -321,17 +321,22 @@ impl SaCrypto {
         match &self.engine {
             Engine::Aead { aead, salt, gmac } => {
                 let nonce = nonce(salt, &buf[esp + ESP_HEADER_LEN..ct_start]);
-                let tag = if *gmac {
-                    with_gmac_aad(buf, esp, ct_end, esn_high, |aad| {
-                        aead.seal(&nonce, aad, &mut [])
+                // The backend writes the tag straight into the ICV field: returning it by
+                // value cost a store-forwarding stall per packet.
+                let (data, icv) = buf.split_at_mut(ct_end);
+                let icv = <&mut [u8; 16]>::try_from(icv).map_err(|_| DropReason::EspMalformed)?;
+                let sealed = if *gmac {
+                    with_gmac_aad(data, esp, ct_end, esn_high, |aad| {
+                        aead.seal(&nonce, aad, &mut [], icv)
                     })?
                 } else {
-                    with_aead_aad(buf, esp, ct_start, ct_end, esn_high, |aad, pt| {
-                        aead.seal(&nonce, aad, pt)
+                    with_aead_aad(data, esp, ct_start, ct_end, esn_high, |aad, pt| {
+                        aead.seal(&nonce, aad, pt, icv)
                     })
                 };
-                let tag = tag.ok_or(DropReason::EspMalformed)?;
-                buf[ct_end..].copy_from_slice(&tag);
+                if !sealed {
+                    return Err(DropReason::EspMalformed);
+                }
             }
             Engine::Cbc { cipher, mac, .. } => {
                 let mut iv = [0u8; 16];
@@ -501,26 +506,25 @@ fn open_with<A: AeadInPlace<NonceSize = U12, TagSize = U16>>(
 }
 
 impl Aead {
-    /// Encrypt `buf` in place; the tag, or `None` if the backend refused (lengths beyond
-    /// what the mode allows, which no IP packet reaches).
+    /// Encrypt `buf` in place and write the tag to `tag`; false if the backend refused
+    /// (lengths beyond what the mode allows, which no IP packet reaches).
     #[inline]
-    fn seal(&self, n: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> Option<[u8; 16]> {
-        match self {
-            Aead::Imb(k) => Some(k.seal(n, aad, buf)),
-            Aead::Ring(k) => {
-                let tag =
-                    k.0.seal_in_place_separate_tag(
-                        Nonce::assume_unique_for_key(*n),
-                        Aad::from(aad),
-                        buf,
-                    )
-                    .ok()?;
-                tag.as_ref().try_into().ok()
+    fn seal(&self, n: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &mut [u8; 16]) -> bool {
+        let t = match self {
+            Aead::Imb(k) => {
+                k.seal(n, aad, buf, tag);
+                return true;
             }
+            Aead::Ring(k) => k
+                .0
+                .seal_in_place_separate_tag(Nonce::assume_unique_for_key(*n), Aad::from(aad), buf)
+                .ok()
+                .and_then(|t| <[u8; 16]>::try_from(t.as_ref()).ok()),
             Aead::Gcm128(a) => seal_with(a, n, aad, buf),
             Aead::Gcm192(a) => seal_with(a, n, aad, buf),
             Aead::Gcm256(a) => seal_with(a, n, aad, buf),
-        }
+        };
+        t.map(|t| *tag = t).is_some()
     }
     /// Verify `tag` (in constant time) and decrypt `buf` in place; false on a bad tag.
     #[inline]

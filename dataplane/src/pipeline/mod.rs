@@ -181,11 +181,14 @@ impl<P: Packet> Pipeline<P> {
         // The fast path's memory of the last tunnel found, for this burst (and table).
         let mut memo = DemuxMemo::default();
         for mut p in rx.drain(..n) {
-            if let Some(done) = self
-                .fast_path
-                .then(|| fast::try_fast(t, &mut memo, ctx.worker, in_port, &mut p))
-                .flatten()
-            {
+            // Not `fast_path.then(|| ..)`: that closure stayed out of line and its result
+            // came back through the stack, a store-forwarding stall per packet.
+            let done = if self.fast_path {
+                fast::try_fast(t, &mut memo, ctx.worker, in_port, &mut p)
+            } else {
+                None
+            };
+            if let Some(done) = done {
                 match done {
                     fast::Fast::Tx(port) => match self.tx.get_mut(port as usize) {
                         Some(q) if q.len() < q.capacity() => q.push(p),

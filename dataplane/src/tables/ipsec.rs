@@ -76,37 +76,54 @@ pub struct FlowKey {
 
 impl FlowKey {
     /// The key of the IP packet at the start of `d` (header already validated by IP input).
+    /// Inlined for IPv4: built out of line, the key came back through the stack and its
+    /// reload stalled on store forwarding, once per packet on every IPsec path.
+    #[inline(always)]
     pub fn of(d: &[u8], v6: bool) -> Option<FlowKey> {
-        let (src, dst, proto, l4) = if v6 {
-            let ip = crate::wire::Ipv6Packet::new_checked(d).ok()?;
-            let ul = ip.upper_layer().ok()?;
-            let off = if ul.non_first_fragment {
-                usize::MAX
-            } else {
-                ul.offset
-            };
-            (
-                IpAddr::from(ip.src()),
-                IpAddr::from(ip.dst()),
-                ul.protocol,
-                off,
-            )
+        if v6 {
+            return Self::of6(d);
+        }
+        let ip = crate::wire::Ipv4Packet::new_checked(d).ok()?;
+        // Non-first fragments carry no ports: they match port-wildcard policies only.
+        let l4 = if ip.frag_word() & 0x1fff != 0 {
+            usize::MAX
         } else {
-            let ip = crate::wire::Ipv4Packet::new_checked(d).ok()?;
-            // Non-first fragments carry no ports: they match port-wildcard policies only.
-            let l4 = if ip.frag_word() & 0x1fff != 0 {
-                usize::MAX
-            } else {
-                ip.header_len()
-            };
-            (
-                IpAddr::from(ip.src()),
-                IpAddr::from(ip.dst()),
-                ip.protocol(),
-                l4,
-            )
+            ip.header_len()
         };
-        let (sport, dport) = match proto {
+        let proto = ip.protocol();
+        let (sport, dport) = Self::ports(d, proto, l4);
+        Some(FlowKey {
+            src: IpAddr::from(ip.src()),
+            dst: IpAddr::from(ip.dst()),
+            proto,
+            sport,
+            dport,
+        })
+    }
+
+    fn of6(d: &[u8]) -> Option<FlowKey> {
+        let ip = crate::wire::Ipv6Packet::new_checked(d).ok()?;
+        let ul = ip.upper_layer().ok()?;
+        let l4 = if ul.non_first_fragment {
+            usize::MAX
+        } else {
+            ul.offset
+        };
+        let (sport, dport) = Self::ports(d, ul.protocol, l4);
+        Some(FlowKey {
+            src: IpAddr::from(ip.src()),
+            dst: IpAddr::from(ip.dst()),
+            proto: ul.protocol,
+            sport,
+            dport,
+        })
+    }
+
+    /// The port selectors of the upper-layer header at `l4` (`usize::MAX`: none, a non-first
+    /// fragment).
+    #[inline(always)]
+    fn ports(d: &[u8], proto: u8, l4: usize) -> (u16, u16) {
+        match proto {
             ipproto::TCP | ipproto::UDP | ipproto::SCTP => match d.get(l4..l4.saturating_add(4)) {
                 Some(p) => (
                     u16::from_be_bytes([p[0], p[1]]),
@@ -119,14 +136,7 @@ impl FlowKey {
                 None => (0, 0),
             },
             _ => (0, 0),
-        };
-        Some(FlowKey {
-            src,
-            dst,
-            proto,
-            sport,
-            dport,
-        })
+        }
     }
 }
 
