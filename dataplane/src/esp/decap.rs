@@ -168,7 +168,9 @@ fn natt_esp(b: &[u8], off: usize) -> Result<usize, DropReason> {
 }
 
 /// Check lengths and SPI, run the replay check, verify and decrypt, update the window, and
-/// check the padding. `b[esp..]` is the ESP packet to its last ICV octet.
+/// check the padding. `b[esp..]` is the ESP packet to its last ICV octet. Inlined: its
+/// result came back through the stack and stalled the reload (store forwarding).
+#[inline(always)]
 fn open(sa: &mut Sa, b: &mut [u8], esp: usize) -> Result<Opened, DropReason> {
     let suite = sa.suite();
     let start = esp + 8 + suite.iv_len();

@@ -226,10 +226,12 @@ impl<P: Packet> Pipeline<P> {
         let Some(p) = self.slots[i].as_ref() else {
             return;
         };
-        let m = self.meta[i];
-        match local_kind(t, p.data(), m.v6) {
+        // Fields, not a copy of the whole `Meta`: the fast entry wrote it just before this
+        // call, and wide loads across those narrower stores stalled on store forwarding.
+        match local_kind(t, p.data(), self.meta[i].v6) {
             LocalKind::Esp(_) => self.sched.push(Node::EspIn, i),
             LocalKind::Tunnel => {
+                let m = self.meta[i];
                 // Tunnel packets are transit traffic for the SPD: a policy may require GRE
                 // or VXLAN between the endpoints to arrive protected.
                 if !t.ipsec.is_inactive() {
@@ -247,9 +249,10 @@ impl<P: Packet> Pipeline<P> {
                 let Some(pkt) = self.slots[i].take() else {
                     return;
                 };
+                let ifindex = self.meta[i].in_if;
                 match env.punt(Punted {
                     pkt,
-                    kind: PuntKind::Ike { ifindex: m.in_if },
+                    kind: PuntKind::Ike { ifindex },
                 }) {
                     Ok(()) => ctx.counters.punted.inc(),
                     Err(_) => ctx.counters.drop(DropReason::PuntQueueFull),
@@ -257,6 +260,7 @@ impl<P: Packet> Pipeline<P> {
             }
             LocalKind::Keepalive => self.drop(ctx, i, DropReason::NattKeepalive),
             LocalKind::Other => {
+                let m = self.meta[i];
                 if m.sa_in != 0 || !t.ipsec.is_inactive() {
                     if let Some(r) = local_verdict(t, &m, p.data()) {
                         return self.drop(ctx, i, r);
@@ -416,10 +420,11 @@ impl<P: Packet> Pipeline<P> {
         let m = self.meta[i];
         let len = p.len() as u64;
         let src = src_v4(p.data());
-        let Some(k) = FlowKey::of(p.data(), m.v6) else {
+        let mut k = FlowKey::UNSPECIFIED;
+        if !k.read(p.data(), m.v6) {
             self.drop(ctx, i, DropReason::EspPolicyMismatch);
             return false;
-        };
+        }
         let default_id = t.ipsec.policies().len();
         let count = |id: usize, what: PolicyStat, n: u64| {
             if let Some(c) = t.ipsec.counters.get(id) {

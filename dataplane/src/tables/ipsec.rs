@@ -75,48 +75,64 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
+    /// A key matching nothing in particular, to [`read`](Self::read) into.
+    pub const UNSPECIFIED: FlowKey = FlowKey {
+        src: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        dst: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        proto: 0,
+        sport: 0,
+        dport: 0,
+    };
+
     /// The key of the IP packet at the start of `d` (header already validated by IP input).
-    /// Inlined for IPv4: built out of line, the key came back through the stack and its
-    /// reload stalled on store forwarding, once per packet on every IPsec path.
     #[inline(always)]
     pub fn of(d: &[u8], v6: bool) -> Option<FlowKey> {
+        let mut k = Self::UNSPECIFIED;
+        k.read(d, v6).then_some(k)
+    }
+
+    /// [`of`](Self::of) into `self`, field by field; false (and `self` unspecified) for a
+    /// header too short to hold the selectors. The per-packet paths use this: a key returned
+    /// by value was copied on the stack with loads spanning the byte-wide stores that built
+    /// its address enums, a store-forwarding stall per packet. Inlined for IPv4.
+    #[inline(always)]
+    pub fn read(&mut self, d: &[u8], v6: bool) -> bool {
         if v6 {
-            return Self::of6(d);
+            return self.read6(d);
         }
-        let ip = crate::wire::Ipv4Packet::new_checked(d).ok()?;
+        let Ok(ip) = crate::wire::Ipv4Packet::new_checked(d) else {
+            return false;
+        };
         // Non-first fragments carry no ports: they match port-wildcard policies only.
         let l4 = if ip.frag_word() & 0x1fff != 0 {
             usize::MAX
         } else {
             ip.header_len()
         };
-        let proto = ip.protocol();
-        let (sport, dport) = Self::ports(d, proto, l4);
-        Some(FlowKey {
-            src: IpAddr::from(ip.src()),
-            dst: IpAddr::from(ip.dst()),
-            proto,
-            sport,
-            dport,
-        })
+        self.src = IpAddr::from(ip.src());
+        self.dst = IpAddr::from(ip.dst());
+        self.proto = ip.protocol();
+        (self.sport, self.dport) = Self::ports(d, self.proto, l4);
+        true
     }
 
-    fn of6(d: &[u8]) -> Option<FlowKey> {
-        let ip = crate::wire::Ipv6Packet::new_checked(d).ok()?;
-        let ul = ip.upper_layer().ok()?;
+    fn read6(&mut self, d: &[u8]) -> bool {
+        let Ok(ip) = crate::wire::Ipv6Packet::new_checked(d) else {
+            return false;
+        };
+        let Ok(ul) = ip.upper_layer() else {
+            return false;
+        };
         let l4 = if ul.non_first_fragment {
             usize::MAX
         } else {
             ul.offset
         };
-        let (sport, dport) = Self::ports(d, ul.protocol, l4);
-        Some(FlowKey {
-            src: IpAddr::from(ip.src()),
-            dst: IpAddr::from(ip.dst()),
-            proto: ul.protocol,
-            sport,
-            dport,
-        })
+        self.src = IpAddr::from(ip.src());
+        self.dst = IpAddr::from(ip.dst());
+        self.proto = ul.protocol;
+        (self.sport, self.dport) = Self::ports(d, ul.protocol, l4);
+        true
     }
 
     /// The port selectors of the upper-layer header at `l4` (`usize::MAX`: none, a non-first
