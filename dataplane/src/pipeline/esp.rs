@@ -587,6 +587,119 @@ impl<P: Packet> Pipeline<P> {
     }
 }
 
+impl<P: Packet> Pipeline<P> {
+    /// ESP output in one pass, for the packet that dominates a VPN gateway's outbound load: an
+    /// IPv4 packet the fast entry routed to a resolved adjacency (`nh`), whose outbound
+    /// policy protects it with a tunnel-mode SA this worker owns, that sealed fits every
+    /// MTU on the way and whose sealed form goes straight to a resolved untagged adjacency.
+    /// Forwarding, the policy check, ESP output and output would do exactly this with it
+    /// (TTL, per-policy counters, seal, soft-lifetime event, Ethernet header); here it is done
+    /// without the four queue passes. Anything else — TTL about to expire, an inbound verdict,
+    /// bypass, discard, no SA, another owner, a VTI, over an MTU, an unresolved or tagged
+    /// next hop — is handed back untouched (`Some`) for the node pipeline to decide and count.
+    /// A failed seal is the drop ESP output would count.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn esp_out_fast<E: Env<P>>(
+        &mut self,
+        t: &Tables,
+        ctx: &Ctx,
+        env: &mut E,
+        mut p: P,
+        in_port: u16,
+        in_if: u16,
+        nh: u32,
+    ) -> Option<P> {
+        let Some(NextHop::Forward(adj)) = t.fib.nexthops().get(nh as usize) else {
+            return Some(p);
+        };
+        if p.data().get(8).is_none_or(|&ttl| ttl <= 1) {
+            return Some(p);
+        }
+        let mut k = FlowKey::UNSPECIFIED;
+        if !k.read(p.data(), false) {
+            return Some(p);
+        }
+        let m = Meta {
+            in_port,
+            in_if,
+            nh,
+            ..Meta::default()
+        };
+        if inbound_check(t, &m, &k).0.is_some() {
+            return Some(p);
+        }
+        let Some(pol) = t.ipsec.classify(Dir::Out, adj.ifindex, &k) else {
+            return Some(p);
+        };
+        let Action::Protect { out: Some(sa), .. } = &pol.action else {
+            return Some(p);
+        };
+        if sa.owner as u32 != ctx.worker {
+            return Some(p);
+        }
+        let slot = sa.slot;
+        let Some(owned) = self.sas.get_mut(slot) else {
+            return Some(p);
+        };
+        if !matches!(owned.sa.mode(), esp::Mode::Tunnel4 { .. }) {
+            return Some(p);
+        }
+        let sealed = esp::sealed_len(&owned.sa, p.data());
+        if sealed > t.fib.min_mtu() as usize {
+            return Some(p);
+        }
+        let Some(out_nh) = outer_adjacency(t, &mut owned.sa, sealed) else {
+            return Some(p);
+        };
+        let Some(NextHop::Forward(out)) = t.fib.nexthops().get(out_nh as usize) else {
+            return Some(p);
+        };
+        if out.vlan != 0 {
+            return Some(p);
+        }
+        // Decided: from here on the packet is what forwarding, the policy check and ESP
+        // output make of it, in their order of counting.
+        Ipv4Packet::new_unchecked(p.data_mut()).decrement_ttl();
+        if let Some(c) = t.ipsec.counters.get(pol.id as usize) {
+            c.add(ctx.worker, PolicyStat::OutProtected, 1);
+            c.add(ctx.worker, PolicyStat::OutProtectedBytes, p.len() as u64);
+        }
+        match esp::encap(&mut owned.sa, &mut p, &owned.outer) {
+            Ok(info) => {
+                if info.soft_expired {
+                    let _ = env.event(Event::SaSoftExpired { sa: slot });
+                }
+            }
+            Err(r) => {
+                if matches!(r, DropReason::EspSaExpired | DropReason::EspSeqExhausted)
+                    && owned.sa.take_hard_report()
+                {
+                    let _ = env.event(Event::SaHardExpired { sa: slot });
+                }
+                let detail = reject_detail(owned.sa.spi(), remote_v4(owned.sa.mode()));
+                ctx.counters.drop_noted(r, detail);
+                return None;
+            }
+        }
+        if !p.prepend(crate::wire::ethernet::HEADER_LEN) {
+            ctx.counters.drop(DropReason::NoHeadroom);
+            return None;
+        }
+        crate::wire::ethernet::write_header(
+            p.data_mut(),
+            out.dst,
+            out.src,
+            crate::wire::ethernet::EtherType::IPV4,
+        );
+        match self.tx.get_mut(out.port as usize) {
+            Some(q) if q.len() < q.capacity() => q.push(p),
+            _ => ctx.counters.drop(DropReason::TxQueueFull),
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Route-based IPsec through the node pipeline: a VTI next hop seals with the VTI's SA,
@@ -595,7 +708,7 @@ mod tests {
 
     use super::*;
     use crate::esp::store::{OwnedSa, SaCmd};
-    use crate::esp::{AesKeyLen, Mode, Sa, SaConfig, Suite};
+    use crate::esp::{AesKeyLen, Lifetime, Mode, Sa, SaConfig, Suite};
     use crate::outer::OuterPolicy;
     use crate::packet::HeapPacket;
     use crate::pipeline::{RateLimiter, ResolveFilter};
@@ -726,11 +839,26 @@ mod tests {
 
     impl Rig {
         fn new(t: Tables) -> Rig {
+            Rig::with_out_lifetime(t, Lifetime::default())
+        }
+        /// [`Rig::new`] with limits on the outbound SA (slot 0).
+        fn with_out_lifetime(t: Tables, lifetime: Lifetime) -> Rig {
             let mut p = Pipeline::new(2);
             let cmds = ArrayQueue::new(4);
             let retired = ArrayQueue::new(4);
+            let out = SaConfig {
+                lifetime,
+                ..SaConfig::new(
+                    0x1001,
+                    Mode::Tunnel4 {
+                        local: ME,
+                        remote: THEM,
+                    },
+                    Suite::AesGcm(AesKeyLen::Aes128),
+                )
+            };
             for (slot, s) in [
-                (0, sa(0x1001, &KEY_OUT, ME, THEM)),
+                (0, Sa::new(&out, &KEY_OUT, &[]).unwrap()),
                 (1, sa(0x2001, &KEY_IN, ME, THEM)),
             ] {
                 let sa = Box::new(OwnedSa {
@@ -1071,12 +1199,21 @@ mod tests {
     /// the peer's copy of the SA (the two paths may seal in different orders) and each
     /// port's frames compared as a multiset.
     fn observe_ipsec(fast: bool, frames: &[(u16, Vec<u8>)]) -> IpsecSeen {
+        observe_ipsec_limited(fast, frames, Lifetime::default())
+    }
+
+    /// [`observe_ipsec`] with limits on the outbound SA.
+    fn observe_ipsec_limited(
+        fast: bool,
+        frames: &[(u16, Vec<u8>)],
+        lifetime: Lifetime,
+    ) -> IpsecSeen {
         let mut pol = protect_without_sa(true, true, ("10.0.0.0", 24), ("192.0.2.0", 24), vec![1]);
         pol.action = Action::Protect {
             out: Some(SaRef { slot: 0, owner: 0 }),
             inbound: vec![1],
         };
-        let mut r = Rig::new(tables(1446, 0, vec![pol], false));
+        let mut r = Rig::with_out_lifetime(tables(1446, 0, vec![pol], false), lifetime);
         r.p.fast_path = fast;
         for port in 0..2u16 {
             let burst: Vec<Vec<u8>> = frames
@@ -1203,6 +1340,21 @@ mod tests {
                 fast.1
             );
         }
+        // Sealed in one pass or by ESP output, an SA ends its life the same way: one soft
+        // event, one hard event, later packets counted as expired.
+        let frames: Vec<_> = (0..7)
+            .map(|n| ipsec_frame(0, 100 + n, 64, true, 1))
+            .collect();
+        let limits = Lifetime {
+            soft_packets: Some(2),
+            hard_packets: Some(4),
+            ..Lifetime::default()
+        };
+        let fast = observe_ipsec_limited(true, &frames, limits);
+        assert_eq!(fast, observe_ipsec_limited(false, &frames, limits));
+        assert_eq!(fast.0[1].len(), 4);
+        assert_eq!(fast.1[DropReason::EspSaExpired as usize], 3);
+        assert_eq!(fast.3, 2);
         // Padding cut before the policy counts bytes: a short frame padded to 60 octets.
         let (_, mut f) = ipsec_frame(0, 4, 64, true, 1);
         f.resize(60, 0);

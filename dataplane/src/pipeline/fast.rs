@@ -14,6 +14,9 @@
 //! A valid untagged unicast IPv4 or IPv6 frame to our MAC that none of these takes (IPsec policies
 //! configured, a VTI or local next hop, TTL about to expire, over the MTU...) still skips L2 and
 //! IP input: it enters the node pipeline at forwarding or local dispatch (`Fast::Enter`).
+//! Of those, an IPv4 packet an outbound policy protects with a tunnel-mode SA this worker
+//! owns is sealed and sent in one pass too (`Pipeline::esp_out_fast`, next to the ESP nodes it
+//! stands for).
 //!
 //! Each must decide exactly what the node pipeline would for these packets, and declines
 //! (returns `None`, leaving the packet as it found it) everything else — options, VLANs,

@@ -212,6 +212,12 @@ impl<P: Packet> Pipeline<P> {
                         }
                     }
                     fast::Fast::Enter { in_if, nh, v6 } => {
+                        if let (Some(nh), false, false) = (nh, v6, t.ipsec.is_inactive()) {
+                            match self.esp_out_fast(t, ctx, env, p, in_port, in_if, nh) {
+                                Some(back) => p = back,
+                                None => continue,
+                            }
+                        }
                         self.slots[slow] = Some(p);
                         self.meta[slow] = Meta {
                             in_port,
