@@ -587,7 +587,152 @@ impl<P: Packet> Pipeline<P> {
     }
 }
 
+const ETH_LEN: usize = crate::wire::ethernet::HEADER_LEN;
+
+/// IP input, forwarding, the policy check and output for a decrypted IPv4 packet, when
+/// they would only pass it on: an option-less valid header between unicast addresses,
+/// TTL left, a resolved untagged adjacency it fits, admitted by the inbound policy,
+/// bypassed outbound: `Some(Some(port))`, rewritten for `port`, or `Some(None)`, counted
+/// as dropped. `None` (nothing changed) otherwise.
+#[inline(always)]
+fn forward_decrypted4<P: Packet>(
+    t: &Tables,
+    ctx: &Ctx,
+    p: &mut P,
+    m: &Meta,
+) -> Option<Option<u16>> {
+    let d = p.data();
+    let ip = d.get(..20).and_then(|h| <&[u8; 20]>::try_from(h).ok())?;
+    if super::fast::unicast4_total(ip, d.len()) != Some(d.len()) || ip[8] <= 1 {
+        return None;
+    }
+    let dst = [ip[16], ip[17], ip[18], ip[19]];
+    let Ok((_, NextHop::Forward(adj))) = t.fib.lookup4_idx(dst) else {
+        return None;
+    };
+    if adj.vlan != 0 || d.len() > adj.mtu as usize || p.headroom() < ETH_LEN {
+        return None;
+    }
+    let mut k = FlowKey::UNSPECIFIED;
+    if !k.read(d, false) {
+        return None;
+    }
+    let (verdict, in_id) = inbound_check(t, m, &k);
+    if verdict.is_some() {
+        return None;
+    }
+    let out_id = match t.ipsec.classify(Dir::Out, adj.ifindex, &k) {
+        Some(pol) if matches!(pol.action, Action::Bypass) => pol.id as usize,
+        None if !t.ipsec.default_discard => t.ipsec.policies().len(),
+        _ => return None,
+    };
+    // Decided: counted and sent as the nodes would.
+    let len = d.len() as u64;
+    let count = |id: usize, what: PolicyStat, n: u64| {
+        if let Some(c) = t.ipsec.counters.get(id) {
+            c.add(ctx.worker, what, n);
+        }
+    };
+    if let Some(id) = in_id {
+        count(id, PolicyStat::InProtected, 1);
+        count(id, PolicyStat::InProtectedBytes, len);
+    }
+    count(out_id, PolicyStat::Bypassed, 1);
+    super::fast::decrement_ttl(p.data_mut());
+    if !p.prepend(ETH_LEN) {
+        ctx.counters.drop(DropReason::NoHeadroom);
+        return Some(None);
+    }
+    let et = crate::wire::ethernet::EtherType::IPV4;
+    crate::wire::ethernet::write_header(p.data_mut(), adj.dst, adj.src, et);
+    Some(Some(adj.port))
+}
+
+/// What [`Pipeline::esp_in_fast`] did with a frame.
+pub(super) enum EspInFast<P> {
+    /// Sent or counted as dropped.
+    Done,
+    /// Not ESP for an SA this worker owns (or a VTI's): untouched, for local dispatch.
+    Back(P),
+    /// Decrypted, but the inner packet needs the nodes: on from this node with this metadata.
+    Node(P, Meta, Node),
+}
+
 impl<P: Packet> Pipeline<P> {
+    /// ESP input in one pass for an IPv4 frame the fast entry found addressed to us: ESP (or
+    /// NAT-T) for a policy-based SA this worker owns is opened here, as ESP input would; an
+    /// inner IPv4 packet that the inbound policy admits, that the outbound policies let pass
+    /// in the clear and whose route is a resolved untagged adjacency it fits goes out at
+    /// once, counted as the policy check counts it. Any other inner packet continues at IP
+    /// input exactly as after ESP input (`Node`); frames this does not decrypt come back
+    /// untouched (`Back`).
+    #[inline]
+    pub(super) fn esp_in_fast<E: Env<P>>(
+        &mut self,
+        t: &Tables,
+        ctx: &Ctx,
+        env: &mut E,
+        mut p: P,
+        in_port: u16,
+        in_if: u16,
+    ) -> EspInFast<P> {
+        let LocalKind::Esp(off) = local_kind(t, p.data(), false) else {
+            return EspInFast::Back(p);
+        };
+        let Some(spi) = p
+            .data()
+            .get(off..off + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        else {
+            return EspInFast::Back(p);
+        };
+        let Some(&sa_ref) = t.ipsec.sa_in.get(&spi) else {
+            return EspInFast::Back(p);
+        };
+        if sa_ref.owner as u32 != ctx.worker || t.ipsec.vti_in.contains_key(&sa_ref.slot) {
+            return EspInFast::Back(p);
+        }
+        let Some(owned) = self.sas.get_mut(sa_ref.slot) else {
+            return EspInFast::Back(p);
+        };
+        let peer = src_v4(p.data());
+        match esp::decap(&mut owned.sa, &mut p) {
+            Ok(info) => {
+                if info.soft_expired {
+                    let _ = env.event(Event::SaSoftExpired { sa: sa_ref.slot });
+                }
+            }
+            Err(r) => {
+                if r == DropReason::EspSaExpired && owned.sa.take_hard_report() {
+                    let _ = env.event(Event::SaHardExpired { sa: sa_ref.slot });
+                }
+                ctx.counters.drop_noted(r, reject_detail(spi, peer));
+                return EspInFast::Done;
+            }
+        }
+        // The metadata ESP input leaves: the inner family, the SA, no L2, one pass made.
+        let m = Meta {
+            in_port,
+            in_if,
+            v6: p.data().first().is_some_and(|b| b >> 4 == 6),
+            sa_in: sa_ref.slot + 1,
+            passes: 1,
+            ..Meta::default()
+        };
+        if m.v6 {
+            return EspInFast::Node(p, m, Node::IpIn);
+        }
+        match forward_decrypted4(t, ctx, &mut p, &m) {
+            None => return EspInFast::Node(p, m, Node::IpIn),
+            Some(None) => {}
+            Some(Some(port)) => match self.tx.get_mut(port as usize) {
+                Some(q) if q.len() < q.capacity() => q.push(p),
+                _ => ctx.counters.drop(DropReason::TxQueueFull),
+            },
+        }
+        EspInFast::Done
+    }
+
     /// ESP output in one pass, for the packet that dominates a VPN gateway's outbound load: an
     /// IPv4 packet the fast entry routed to a resolved adjacency (`nh`), whose outbound
     /// policy protects it with a tunnel-mode SA this worker owns, that sealed fits every
@@ -1199,14 +1344,16 @@ mod tests {
     /// the peer's copy of the SA (the two paths may seal in different orders) and each
     /// port's frames compared as a multiset.
     fn observe_ipsec(fast: bool, frames: &[(u16, Vec<u8>)]) -> IpsecSeen {
-        observe_ipsec_limited(fast, frames, Lifetime::default())
+        observe_ipsec_with(fast, frames, Lifetime::default(), false)
     }
 
-    /// [`observe_ipsec`] with limits on the outbound SA.
-    fn observe_ipsec_limited(
+    /// [`observe_ipsec`] with limits on the outbound SA and, with `policy_in`, the inbound SA
+    /// not bound to the VTI: what it decrypts is checked against the protect policy.
+    fn observe_ipsec_with(
         fast: bool,
         frames: &[(u16, Vec<u8>)],
         lifetime: Lifetime,
+        policy_in: bool,
     ) -> IpsecSeen {
         let mut pol = protect_without_sa(true, true, ("10.0.0.0", 24), ("192.0.2.0", 24), vec![1]);
         pol.action = Action::Protect {
@@ -1214,6 +1361,9 @@ mod tests {
             inbound: vec![1],
         };
         let mut r = Rig::with_out_lifetime(tables(1446, 0, vec![pol], false), lifetime);
+        if policy_in {
+            r.t.ipsec.vti_in.clear();
+        }
         r.p.fast_path = fast;
         for port in 0..2u16 {
             let burst: Vec<Vec<u8>> = frames
@@ -1270,7 +1420,7 @@ mod tests {
             Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
             f
         };
-        match k % 6 {
+        match k % 7 {
             0 => (0, lan([192, 0, 2, 2])),
             1 => (0, lan([10, 9, 1, 1])),
             2 => (0, lan([192, 0, 2, 1])),
@@ -1279,6 +1429,14 @@ mod tests {
                 1,
                 peer_seal_seq(
                     &udp(LAN, [10, 9, 1, 1], [10, 0, 0, 2], len, df),
+                    0x2001,
+                    seq,
+                ),
+            ),
+            6 => (
+                1,
+                peer_seal_seq(
+                    &udp(LAN, [192, 0, 2, 77], [10, 0, 0, 2], len, df),
                     0x2001,
                     seq,
                 ),
@@ -1299,10 +1457,11 @@ mod tests {
         #[test]
         fn the_fast_entry_decides_as_the_node_pipeline(
             specs in proptest::collection::vec(
-                (0u8..6, 0usize..1500, 1u8..=3, proptest::prelude::any::<bool>(),
+                (0u8..7, 0usize..1500, 1u8..=3, proptest::prelude::any::<bool>(),
                  proptest::option::of((0usize..60, proptest::prelude::any::<u8>())), 0usize..3),
                 1..24,
             ),
+            policy_in in proptest::prelude::any::<bool>(),
         ) {
             let frames: Vec<(u16, Vec<u8>)> = specs
                 .iter()
@@ -1319,7 +1478,8 @@ mod tests {
                     (port, f)
                 })
                 .collect();
-            proptest::prop_assert_eq!(observe_ipsec(true, &frames), observe_ipsec(false, &frames));
+            let seen = |fast| observe_ipsec_with(fast, &frames, Lifetime::default(), policy_in);
+            proptest::prop_assert_eq!(seen(true), seen(false));
         }
     }
 
@@ -1327,18 +1487,24 @@ mod tests {
     fn each_ipsec_frame_kind_alone_goes_where_it_should_either_way() {
         // (frames out of lan, out of wan) per kind: sealed by policy, sealed by the VTI,
         // to us (punt refused here: dropped), forwarded in clear, decrypted from the VTI's
-        // peer, IKE (punt refused here: dropped).
-        let want = [(0, 1), (0, 1), (0, 0), (1, 0), (1, 0), (0, 0)];
-        for (k, w) in want.into_iter().enumerate() {
-            let frames = [ipsec_frame(k as u8, 100, 64, true, 1)];
-            let fast = observe_ipsec(true, &frames);
-            assert_eq!(fast, observe_ipsec(false, &frames), "kind {k}");
-            assert_eq!(
-                (fast.0[0].len(), fast.0[1].len()),
-                w,
-                "kind {k}: {:?}",
-                fast.1
-            );
+        // peer, IKE (punt refused here: dropped), decrypted from the policy's peer. With the
+        // inbound SA policy-based instead of the VTI's, what it decrypts from 10.9.0.0/16 is
+        // outside the policy (dropped).
+        let vti_in = [(0, 1), (0, 1), (0, 0), (1, 0), (1, 0), (0, 0), (1, 0)];
+        let policy_in = [(0, 1), (0, 1), (0, 0), (1, 0), (0, 0), (0, 0), (1, 0)];
+        for (pin, want) in [(false, vti_in), (true, policy_in)] {
+            for (k, w) in want.into_iter().enumerate() {
+                let frames = [ipsec_frame(k as u8, 100, 64, true, 1)];
+                let seen = |fast| observe_ipsec_with(fast, &frames, Lifetime::default(), pin);
+                let fast = seen(true);
+                assert_eq!(fast, seen(false), "kind {k} policy-based in {pin}");
+                assert_eq!(
+                    (fast.0[0].len(), fast.0[1].len()),
+                    w,
+                    "kind {k} policy-based in {pin}: {:?}",
+                    fast.1
+                );
+            }
         }
         // Sealed in one pass or by ESP output, an SA ends its life the same way: one soft
         // event, one hard event, later packets counted as expired.
@@ -1350,8 +1516,8 @@ mod tests {
             hard_packets: Some(4),
             ..Lifetime::default()
         };
-        let fast = observe_ipsec_limited(true, &frames, limits);
-        assert_eq!(fast, observe_ipsec_limited(false, &frames, limits));
+        let fast = observe_ipsec_with(true, &frames, limits, false);
+        assert_eq!(fast, observe_ipsec_with(false, &frames, limits, false));
         assert_eq!(fast.0[1].len(), 4);
         assert_eq!(fast.1[DropReason::EspSaExpired as usize], 3);
         assert_eq!(fast.3, 2);

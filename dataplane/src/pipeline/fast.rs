@@ -15,8 +15,10 @@
 //! configured, a VTI or local next hop, TTL about to expire, over the MTU...) still skips L2 and
 //! IP input: it enters the node pipeline at forwarding or local dispatch (`Fast::Enter`).
 //! Of those, an IPv4 packet an outbound policy protects with a tunnel-mode SA this worker
-//! owns is sealed and sent in one pass too (`Pipeline::esp_out_fast`, next to the ESP nodes it
-//! stands for).
+//! owns is sealed and sent in one pass too, and ESP to us for a policy-based SA this worker
+//! owns is opened at once, its inner IPv4 packet forwarded in the same pass when the policies
+//! let it through in the clear (`Pipeline::esp_out_fast` / `esp_in_fast`, next to the ESP
+//! nodes they stand for).
 //!
 //! Each must decide exactly what the node pipeline would for these packets, and declines
 //! (returns `None`, leaving the packet as it found it) everything else — options, VLANs,
@@ -221,7 +223,7 @@ impl Ipv4Frame {
 /// The total length of an option-less IPv4 header with a valid checksum between unicast
 /// addresses (multicast, broadcast and class E go the general way), within `room` bytes.
 #[inline(always)]
-fn unicast4_total(ip: &[u8; 20], room: usize) -> Option<usize> {
+pub(super) fn unicast4_total(ip: &[u8; 20], room: usize) -> Option<usize> {
     let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
     if ip[0] != 0x45 || total < 20 || total > room || ip[12] >= 224 || ip[16] >= 224 {
         return None;
@@ -232,7 +234,7 @@ fn unicast4_total(ip: &[u8; 20], room: usize) -> Option<usize> {
 /// Decrement the TTL of the IPv4 header at `ip` (RFC 1624 incremental checksum update; the
 /// TTL is the high byte of the word at 8).
 #[inline(always)]
-fn decrement_ttl(ip: &mut [u8]) {
+pub(super) fn decrement_ttl(ip: &mut [u8]) {
     let old = u16::from_be_bytes([ip[8], ip[9]]);
     ip[8] -= 1;
     let new = u16::from_be_bytes([ip[8], ip[9]]);

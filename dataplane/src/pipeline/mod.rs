@@ -218,6 +218,19 @@ impl<P: Packet> Pipeline<P> {
                                 None => continue,
                             }
                         }
+                        if let (None, false, false) = (nh, v6, t.ipsec.sa_in.is_empty()) {
+                            match self.esp_in_fast(t, ctx, env, p, in_port, in_if) {
+                                esp::EspInFast::Done => continue,
+                                esp::EspInFast::Back(back) => p = back,
+                                esp::EspInFast::Node(inner, m, node) => {
+                                    self.slots[slow] = Some(inner);
+                                    self.meta[slow] = m;
+                                    self.sched.push(node, slow);
+                                    slow += 1;
+                                    continue;
+                                }
+                            }
+                        }
                         self.slots[slow] = Some(p);
                         self.meta[slow] = Meta {
                             in_port,
