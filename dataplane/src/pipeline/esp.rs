@@ -186,6 +186,27 @@ fn outer_adjacency(t: &Tables, sa: &mut esp::Sa, len: usize) -> Option<u32> {
     }
 }
 
+/// The SPI of an ESP (or NAT-T) packet to us at the start of `d`; `None` when it is not one
+/// or too short to hold it.
+#[inline(always)]
+fn esp_spi(t: &Tables, d: &[u8], v6: bool) -> Option<u32> {
+    let LocalKind::Esp(off) = local_kind(t, d, v6) else {
+        return None;
+    };
+    d.get(off..off + 4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// After a failed seal or open: tell the control thread, once per SA, that SA `slot` has
+/// reached a hard limit, if that is why.
+#[inline]
+fn report_hard<P, E: Env<P>>(env: &mut E, sa: &mut esp::Sa, slot: u32, r: DropReason) {
+    if matches!(r, DropReason::EspSaExpired | DropReason::EspSeqExhausted) && sa.take_hard_report()
+    {
+        let _ = env.event(Event::SaHardExpired { sa: slot });
+    }
+}
+
 /// The IPv4 source of the packet at the start of `d` as a number (0 for IPv6 or a short
 /// header): the peer named in reject logs.
 #[inline]
@@ -307,14 +328,7 @@ impl<P: Packet> Pipeline<P> {
         let Some(p) = self.slots[i].as_ref() else {
             return;
         };
-        let LocalKind::Esp(off) = local_kind(t, p.data(), self.meta[i].v6) else {
-            return self.drop(ctx, i, DropReason::EspMalformed);
-        };
-        let Some(spi) = p
-            .data()
-            .get(off..off + 4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        else {
+        let Some(spi) = esp_spi(t, p.data(), self.meta[i].v6) else {
             return self.drop(ctx, i, DropReason::EspMalformed);
         };
         let peer = src_v4(p.data());
@@ -350,9 +364,7 @@ impl<P: Packet> Pipeline<P> {
                 self.reenter(ctx, i, Node::IpIn);
             }
             Err(r) => {
-                if r == DropReason::EspSaExpired && owned.sa.take_hard_report() {
-                    let _ = env.event(Event::SaHardExpired { sa: sa_ref.slot });
-                }
+                report_hard(env, &mut owned.sa, sa_ref.slot, r);
                 self.drop_noted(ctx, i, r, reject_detail(spi, peer))
             }
         }
@@ -575,11 +587,7 @@ impl<P: Packet> Pipeline<P> {
                 }
             }
             Err(r) => {
-                if matches!(r, DropReason::EspSaExpired | DropReason::EspSeqExhausted)
-                    && owned.sa.take_hard_report()
-                {
-                    let _ = env.event(Event::SaHardExpired { sa: slot });
-                }
+                report_hard(env, &mut owned.sa, slot, r);
                 let detail = reject_detail(owned.sa.spi(), remote_v4(owned.sa.mode()));
                 self.drop_noted(ctx, i, r, detail)
             }
@@ -676,14 +684,7 @@ impl<P: Packet> Pipeline<P> {
         in_port: u16,
         in_if: u16,
     ) -> EspInFast<P> {
-        let LocalKind::Esp(off) = local_kind(t, p.data(), false) else {
-            return EspInFast::Back(p);
-        };
-        let Some(spi) = p
-            .data()
-            .get(off..off + 4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        else {
+        let Some(spi) = esp_spi(t, p.data(), false) else {
             return EspInFast::Back(p);
         };
         let Some(&sa_ref) = t.ipsec.sa_in.get(&spi) else {
@@ -703,9 +704,7 @@ impl<P: Packet> Pipeline<P> {
                 }
             }
             Err(r) => {
-                if r == DropReason::EspSaExpired && owned.sa.take_hard_report() {
-                    let _ = env.event(Event::SaHardExpired { sa: sa_ref.slot });
-                }
+                report_hard(env, &mut owned.sa, sa_ref.slot, r);
                 ctx.counters.drop_noted(r, reject_detail(spi, peer));
                 return EspInFast::Done;
             }
@@ -817,11 +816,7 @@ impl<P: Packet> Pipeline<P> {
                 }
             }
             Err(r) => {
-                if matches!(r, DropReason::EspSaExpired | DropReason::EspSeqExhausted)
-                    && owned.sa.take_hard_report()
-                {
-                    let _ = env.event(Event::SaHardExpired { sa: slot });
-                }
+                report_hard(env, &mut owned.sa, slot, r);
                 let detail = reject_detail(owned.sa.spi(), remote_v4(owned.sa.mode()));
                 ctx.counters.drop_noted(r, detail);
                 return None;
