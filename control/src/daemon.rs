@@ -299,6 +299,7 @@ pub fn run(st: State) -> Result<(), String> {
         ports = ports.len(),
         workers = st.workers.len(),
         socket = %st.system.socket,
+        aes_gcm = %dataplane::esp::crypto::gcm_backend(),
         "ferrogate running"
     );
 

@@ -142,6 +142,14 @@ enum Engine {
     },
 }
 
+/// What runs AES-GCM and GMAC on this machine (`Backend::Fastest`), for the start-up log.
+pub fn gcm_backend() -> String {
+    match ipsec_mb::arch() {
+        Some(a) => format!("intel-ipsec-mb ({a})"),
+        None => "ring / RustCrypto (intel-ipsec-mb could not be set up)".into(),
+    }
+}
+
 /// Which implementation runs the AES-GCM and GMAC suites.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
