@@ -5,6 +5,7 @@
 //! An SA is only touched by the worker that owns it; a packet meeting an SA owned elsewhere is
 //! handed to the owner with its metadata and continues there in the same node.
 
+use super::nodes::put_l2;
 use super::{Ctx, Env, Handoff, Meta, Node, Pipeline};
 use crate::esp;
 use crate::events::{Event, PuntKind, Punted};
@@ -14,6 +15,7 @@ use crate::stats::{reject_detail, DropReason, PolicyStat};
 use crate::tables::fib::NextHop;
 use crate::tables::ipsec::{Action, Dir, FlowKey, SaRef};
 use crate::tables::Tables;
+use crate::wire::ethernet::{self, EtherType};
 use crate::wire::{ipproto, Ipv4Packet};
 
 /// IKE's ports.
@@ -438,11 +440,7 @@ impl<P: Packet> Pipeline<P> {
             return false;
         }
         let default_id = t.ipsec.policies().len();
-        let count = |id: usize, what: PolicyStat, n: u64| {
-            if let Some(c) = t.ipsec.counters.get(id) {
-                c.add(ctx.worker, what, n);
-            }
-        };
+        let count = |id: usize, what: PolicyStat, n: u64| t.ipsec.count(id, ctx.worker, what, n);
         // Inbound: everything that came from outside (decrypted or not).
         match inbound_check(t, &m, &k) {
             (Some(r), id) => {
@@ -595,8 +593,6 @@ impl<P: Packet> Pipeline<P> {
     }
 }
 
-const ETH_LEN: usize = crate::wire::ethernet::HEADER_LEN;
-
 /// IP input, forwarding, the policy check and output for a decrypted IPv4 packet, when
 /// they would only pass it on: an option-less valid header between unicast addresses,
 /// TTL left, a resolved untagged adjacency it fits, admitted by the inbound policy,
@@ -618,7 +614,7 @@ fn forward_decrypted4<P: Packet>(
     let Ok((_, NextHop::Forward(adj))) = t.fib.lookup4_idx(dst) else {
         return None;
     };
-    if adj.vlan != 0 || d.len() > adj.mtu as usize || p.headroom() < ETH_LEN {
+    if adj.vlan != 0 || d.len() > adj.mtu as usize || p.headroom() < ethernet::HEADER_LEN {
         return None;
     }
     let mut k = FlowKey::UNSPECIFIED;
@@ -636,23 +632,17 @@ fn forward_decrypted4<P: Packet>(
     };
     // Decided: counted and sent as the nodes would.
     let len = d.len() as u64;
-    let count = |id: usize, what: PolicyStat, n: u64| {
-        if let Some(c) = t.ipsec.counters.get(id) {
-            c.add(ctx.worker, what, n);
-        }
-    };
+    let count = |id: usize, what: PolicyStat, n: u64| t.ipsec.count(id, ctx.worker, what, n);
     if let Some(id) = in_id {
         count(id, PolicyStat::InProtected, 1);
         count(id, PolicyStat::InProtectedBytes, len);
     }
     count(out_id, PolicyStat::Bypassed, 1);
     super::fast::decrement_ttl(p.data_mut());
-    if !p.prepend(ETH_LEN) {
+    if !put_l2(p, adj, EtherType::IPV4) {
         ctx.counters.drop(DropReason::NoHeadroom);
         return Some(None);
     }
-    let et = crate::wire::ethernet::EtherType::IPV4;
-    crate::wire::ethernet::write_header(p.data_mut(), adj.dst, adj.src, et);
     Some(Some(adj.port))
 }
 
@@ -724,10 +714,7 @@ impl<P: Packet> Pipeline<P> {
         match forward_decrypted4(t, ctx, &mut p, &m) {
             None => return EspInFast::Node(p, m, Node::IpIn),
             Some(None) => {}
-            Some(Some(port)) => match self.tx.get_mut(port as usize) {
-                Some(q) if q.len() < q.capacity() => q.push(p),
-                _ => ctx.counters.drop(DropReason::TxQueueFull),
-            },
+            Some(Some(port)) => self.send(ctx, port, p),
         }
         EspInFast::Done
     }
@@ -805,10 +792,14 @@ impl<P: Packet> Pipeline<P> {
         // Decided: from here on the packet is what forwarding, the policy check and ESP
         // output make of it, in their order of counting.
         Ipv4Packet::new_unchecked(p.data_mut()).decrement_ttl();
-        if let Some(c) = t.ipsec.counters.get(pol.id as usize) {
-            c.add(ctx.worker, PolicyStat::OutProtected, 1);
-            c.add(ctx.worker, PolicyStat::OutProtectedBytes, p.len() as u64);
-        }
+        let id = pol.id as usize;
+        t.ipsec.count(id, ctx.worker, PolicyStat::OutProtected, 1);
+        t.ipsec.count(
+            id,
+            ctx.worker,
+            PolicyStat::OutProtectedBytes,
+            p.len() as u64,
+        );
         match esp::encap(&mut owned.sa, &mut p, &owned.outer) {
             Ok(info) => {
                 if info.soft_expired {
@@ -822,20 +813,11 @@ impl<P: Packet> Pipeline<P> {
                 return None;
             }
         }
-        if !p.prepend(crate::wire::ethernet::HEADER_LEN) {
+        if !put_l2(&mut p, out, EtherType::IPV4) {
             ctx.counters.drop(DropReason::NoHeadroom);
             return None;
         }
-        crate::wire::ethernet::write_header(
-            p.data_mut(),
-            out.dst,
-            out.src,
-            crate::wire::ethernet::EtherType::IPV4,
-        );
-        match self.tx.get_mut(out.port as usize) {
-            Some(q) if q.len() < q.capacity() => q.push(p),
-            _ => ctx.counters.drop(DropReason::TxQueueFull),
-        }
+        self.send(ctx, out.port, p);
         None
     }
 }

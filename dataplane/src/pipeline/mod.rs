@@ -190,10 +190,7 @@ impl<P: Packet> Pipeline<P> {
             };
             if let Some(done) = done {
                 match done {
-                    fast::Fast::Tx(port) => match self.tx.get_mut(port as usize) {
-                        Some(q) if q.len() < q.capacity() => q.push(p),
-                        _ => ctx.counters.drop(DropReason::TxQueueFull),
-                    },
+                    fast::Fast::Tx(port) => self.send(ctx, port, p),
                     fast::Fast::TxFromTunnel(port, c, bytes) => {
                         match self.tx.get_mut(port as usize) {
                             Some(q) if q.len() < q.capacity() => {
@@ -345,6 +342,15 @@ impl<P: Packet> Pipeline<P> {
     }
 
     /// Drop packet `i`, counting `reason`.
+    /// Queue a finished frame for TX on `port`, or count it dropped when that queue is full.
+    #[inline(always)]
+    fn send(&mut self, ctx: &Ctx, port: u16, p: P) {
+        match self.tx.get_mut(port as usize) {
+            Some(q) if q.len() < q.capacity() => q.push(p),
+            _ => ctx.counters.drop(DropReason::TxQueueFull),
+        }
+    }
+
     #[inline]
     fn drop(&mut self, ctx: &Ctx, i: usize, reason: DropReason) {
         self.slots[i] = None;

@@ -6,6 +6,7 @@ use crate::icmp_error::{to_icmp4_error, to_icmp6_error, IcmpError};
 use crate::packet::Packet;
 use crate::stats::DropReason;
 use crate::tables::fib::NextHop;
+use crate::tables::iface::Adjacency;
 use crate::tables::Tables;
 use crate::wire::ethernet::{self, EtherType, L2Header};
 use crate::wire::ipv4::Ipv4Packet;
@@ -247,19 +248,8 @@ impl<P: Packet> Pipeline<P> {
         } else {
             EtherType::IPV4
         };
-        if adj.vlan == 0 {
-            if !p.prepend(ethernet::HEADER_LEN) {
-                return self.drop(ctx, i, DropReason::NoHeadroom);
-            }
-            ethernet::write_header(p.data_mut(), adj.dst, adj.src, et);
-        } else {
-            if !p.prepend(ethernet::HEADER_LEN + ethernet::VLAN_TAG_LEN) {
-                return self.drop(ctx, i, DropReason::NoHeadroom);
-            }
-            let d = p.data_mut();
-            ethernet::write_header(d, adj.dst, adj.src, EtherType::VLAN);
-            put16(d, 14, adj.vlan);
-            put16(d, 16, et);
+        if !put_l2(p, adj, et) {
+            return self.drop(ctx, i, DropReason::NoHeadroom);
         }
         let Some(q) = self.tx.get_mut(adj.port as usize) else {
             return self.drop(ctx, i, DropReason::TxQueueFull);
@@ -357,4 +347,25 @@ fn local_refusal(d: &[u8], v6: bool) -> Option<DropReason> {
         return crate::wire::udp::UdpPacket::new_checked(d.get(l4..)?).err();
     }
     None
+}
+
+/// Put the Ethernet header (and 802.1Q tag) of adjacency `adj` in front of the IP packet `p`
+/// carrying `et`; false when the headroom is short (nothing changed).
+#[inline(always)]
+pub(super) fn put_l2<P: Packet>(p: &mut P, adj: &Adjacency, et: u16) -> bool {
+    if adj.vlan == 0 {
+        if !p.prepend(ethernet::HEADER_LEN) {
+            return false;
+        }
+        ethernet::write_header(p.data_mut(), adj.dst, adj.src, et);
+    } else {
+        if !p.prepend(ethernet::HEADER_LEN + ethernet::VLAN_TAG_LEN) {
+            return false;
+        }
+        let d = p.data_mut();
+        ethernet::write_header(d, adj.dst, adj.src, EtherType::VLAN);
+        put16(d, 14, adj.vlan);
+        put16(d, 16, et);
+    }
+    true
 }

@@ -278,6 +278,15 @@ impl IpsecTables {
             .and_then(|i| self.policies.get(i))
     }
 
+    /// Count `n` under `what` for policy `id` (`policies().len()`: the default action) on
+    /// `worker`'s row.
+    #[inline]
+    pub fn count(&self, id: usize, worker: u32, what: crate::stats::PolicyStat, n: u64) {
+        if let Some(c) = self.counters.get(id) {
+            c.add(worker, what, n);
+        }
+    }
+
     /// What [`IpsecTables::classify`] answers, by a linear scan: the definition the
     /// classifier is tested against and the baseline `ferrobench spd` measures it with.
     pub fn classify_scan(&self, dir: Dir, ifx: u16, k: &FlowKey) -> Option<&Policy> {
