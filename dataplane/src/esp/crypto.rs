@@ -300,15 +300,30 @@ impl SaCrypto {
     #[inline]
     pub fn iv_for(&self, seq: u64) -> [u8; MAX_IV_LEN] {
         let mut iv = [0u8; MAX_IV_LEN];
+        self.write_iv(seq, &mut iv);
+        iv
+    }
+
+    /// Write the explicit IV of the packet with sequence number `seq` into `out` (its first
+    /// `iv_len()` octets): straight into the packet, because building it in a 16-octet local
+    /// and copying that out stalled on store forwarding (an 8-octet store read back as 16).
+    #[inline]
+    pub fn write_iv(&self, seq: u64, out: &mut [u8]) {
         match &self.engine {
-            Engine::Aead { .. } => iv[..8].copy_from_slice(&seq.to_be_bytes()),
+            Engine::Aead { .. } => {
+                if let Some(o) = out.get_mut(..8) {
+                    o.copy_from_slice(&seq.to_be_bytes());
+                }
+            }
             Engine::Cbc { iv_key, .. } => {
+                let mut iv = [0u8; MAX_IV_LEN];
                 iv[..8].copy_from_slice(&seq.to_be_bytes());
                 iv_key.encrypt_block((&mut iv).into());
+                let n = out.len().min(MAX_IV_LEN);
+                out[..n].copy_from_slice(&iv[..n]);
             }
             Engine::Null { .. } => {}
         }
-        iv
     }
 
     /// Protect one ESP packet in place. `buf[esp..]` holds the ESP header, the IV, the

@@ -39,6 +39,7 @@ pub struct EncapInfo {
 /// header in tunnel mode, UDP for NAT-T, ESP header, IV, padding, trailer and ICV): what a
 /// path-MTU check before sealing compares — so an oversized packet is refused before it
 /// spends a sequence number.
+#[inline]
 pub fn sealed_len(sa: &Sa, d: &[u8]) -> usize {
     let natt = if sa.natt().is_some() {
         udp::HEADER_LEN
@@ -348,10 +349,6 @@ fn seal<P: Packet>(
         return Err(DropReason::EspMalformed);
     };
     let seq = sa.take_seq_out()?;
-    let ivb = match iv {
-        Some(v) => *v,
-        None => sa.crypto().iv_for(seq),
-    };
     let b = pkt.data_mut();
     for (i, x) in b[pad_at..pad_at + g.pad].iter_mut().enumerate() {
         *x = (i + 1) as u8;
@@ -360,7 +357,11 @@ fn seal<P: Packet>(
     b[pad_at + g.pad + 1] = nh;
     put32(b, esp, sa.spi());
     put32(b, esp + 4, seq as u32);
-    b[esp + 8..esp + 8 + ivl].copy_from_slice(&ivb[..ivl]);
+    let ivf = &mut b[esp + 8..esp + 8 + ivl];
+    match iv {
+        Some(v) => ivf.copy_from_slice(&v[..ivl]),
+        None => sa.crypto().write_iv(seq, ivf),
+    }
     sa.crypto().seal(b, esp, sa.esn_high(seq))?;
     Ok(seq)
 }

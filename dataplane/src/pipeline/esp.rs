@@ -638,7 +638,7 @@ fn forward_decrypted4<P: Packet>(
         count(id, PolicyStat::InProtectedBytes, len);
     }
     count(out_id, PolicyStat::Bypassed, 1);
-    super::fast::decrement_ttl(p.data_mut());
+    Ipv4Packet::new_unchecked(p.data_mut()).decrement_ttl();
     if !put_l2(p, adj, EtherType::IPV4) {
         ctx.counters.drop(DropReason::NoHeadroom);
         return Some(None);

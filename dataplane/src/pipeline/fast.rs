@@ -39,7 +39,7 @@ use crate::tables::tunnels::{Attach, DemuxMemo, TunnelCounters, TunnelEntry};
 use crate::tables::Tables;
 use crate::tunnel::{self, Endpoints, Payload, PayloadType};
 use crate::wire::ethernet::{self, EtherType, L2Header};
-use crate::wire::{checksum, ipproto};
+use crate::wire::{checksum, ipproto, Ipv4Packet};
 
 /// What a fast path did with a packet it took.
 pub(super) enum Fast<'t> {
@@ -231,17 +231,6 @@ pub(super) fn unicast4_total(ip: &[u8; 20], room: usize) -> Option<usize> {
     checksum::ipv4_header20_ok(ip).then_some(total)
 }
 
-/// Decrement the TTL of the IPv4 header at `ip` (RFC 1624 incremental checksum update; the
-/// TTL is the high byte of the word at 8).
-#[inline(always)]
-pub(super) fn decrement_ttl(ip: &mut [u8]) {
-    let old = u16::from_be_bytes([ip[8], ip[9]]);
-    ip[8] -= 1;
-    let new = u16::from_be_bytes([ip[8], ip[9]]);
-    let c = checksum::update16(u16::from_be_bytes([ip[10], ip[11]]), old, new);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-}
-
 /// Forward a checked IPv4 frame to `adj`; the TX port, or `None` (nothing changed).
 #[inline(always)]
 fn forward4<P: Packet>(p: &mut P, ip: &Ipv4Frame, adj: &Adjacency) -> Option<u16> {
@@ -255,7 +244,7 @@ fn forward4<P: Packet>(p: &mut P, ip: &Ipv4Frame, adj: &Adjacency) -> Option<u16
     let d = p.data_mut();
     d[0..6].copy_from_slice(&adj.dst.0);
     d[6..12].copy_from_slice(&adj.src.0);
-    decrement_ttl(&mut d[14..]);
+    Ipv4Packet::new_unchecked(&mut d[14..]).decrement_ttl();
     Some(adj.port)
 }
 
@@ -369,7 +358,7 @@ fn try_routed_encap<'t, P: Packet>(
     if !p.adj(ethernet::HEADER_LEN) || (ip.pad > 0 && !p.trim(ip.pad)) {
         return Some(Fast::Drop(DropReason::EthTruncated));
     }
-    decrement_ttl(p.data_mut());
+    Ipv4Packet::new_unchecked(p.data_mut()).decrement_ttl();
     Some(encap_and_send(worker, e, &adj, p, false))
 }
 
@@ -587,7 +576,7 @@ fn decap_and_send<'t, P: Packet>(
                 d[7] -= 1;
                 EtherType::IPV6
             } else {
-                decrement_ttl(d);
+                Ipv4Packet::new_unchecked(d).decrement_ttl();
                 EtherType::IPV4
             };
             // Room: the outer headers just removed.
