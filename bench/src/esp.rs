@@ -376,6 +376,7 @@ sa_in = ["in"]
             seconds: t.as_secs_f64(),
             other_cpu,
             core_share,
+            peak_mpps: None,
         };
         Ok((rate(t_seal), rate(t_open)))
     }

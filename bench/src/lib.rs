@@ -9,6 +9,7 @@
 //! `tunnel` measures each overlay tunnel's encap and decap that way next to testpmd; `spd`
 //! measures the SPD classifier against the linear scan in-process (no DPDK).
 
+pub mod encap;
 pub mod esp;
 pub mod frames;
 pub mod pcap;

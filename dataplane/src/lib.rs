@@ -9,6 +9,7 @@ pub mod events;
 pub mod fragment;
 pub mod icmp_error;
 pub mod outer;
+pub(crate) mod outer_template;
 pub mod packet;
 pub mod pipeline;
 pub mod stats;

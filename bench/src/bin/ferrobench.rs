@@ -190,6 +190,22 @@ enum Cmd {
         #[arg(long, default_value = "/var/tmp/ferrobench")]
         dir: String,
     },
+    /// Encapsulation alone, in-process: the general code against the per-tunnel outer-header
+    /// template, alternated pass by pass so both see the same host phases
+    Encap {
+        /// Tunnel types (as `tunnel --types`)
+        #[arg(long, value_delimiter = ',', default_value = bench::tunnel::DEFAULT_TYPES)]
+        types: Vec<bench::tunnel::Type>,
+        /// Plain (inner) frame sizes in bytes (no FCS) or `imix`
+        #[arg(long, value_delimiter = ',', default_value = "64,512,1420")]
+        sizes: Vec<Size>,
+        /// Frames per pass (flows)
+        #[arg(long, default_value_t = 1024)]
+        flows: u16,
+        /// Seconds per type and size
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+    },
     /// Raw cipher speed of the dataplane's SaCrypto seal/open on ESP-shaped buffers.
     Aead {
         #[arg(long, value_delimiter = ',', default_value = "aes-gcm-128")]
@@ -365,7 +381,7 @@ struct Fig {
     rate: Rate,
 }
 
-const HEADER: &str = "program          alg                            dir  bytes       Mpps     Gbps  cycles/pkt other%  core%  Mpps/core  note";
+const HEADER: &str = "program          alg                            dir  bytes       Mpps     Gbps  cycles/pkt other%  core%  Mpps/core   peak  note";
 
 fn print_fig(f: &Fig, mean_len: f64, hz: Option<f64>, note: &str) {
     println!(
@@ -850,6 +866,12 @@ fn main() -> ExitCode {
             };
             esp_bench(&algs, &o, compare.as_deref())
         }
+        Cmd::Encap {
+            types,
+            sizes,
+            flows,
+            seconds,
+        } => bench::encap::run(&types, &sizes, flows, seconds),
         Cmd::Aead {
             algs,
             sizes,

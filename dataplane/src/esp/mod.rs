@@ -21,7 +21,6 @@ pub mod replay;
 pub mod sa;
 pub mod store;
 pub mod suite;
-mod template;
 
 #[cfg(test)]
 mod tests;

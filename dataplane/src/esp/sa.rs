@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::crypto::{KeyError, SaCrypto, Suite};
 use super::replay::{BadWindowSize, ReplayWindow, DEFAULT_WINDOW};
-use super::template::OuterTemplate;
+use crate::outer_template::OuterTemplate;
 use crate::stats::{Counter, DropReason};
 use crate::wire::ipproto;
 

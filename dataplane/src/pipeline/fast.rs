@@ -264,7 +264,10 @@ fn encap_target<P: Packet>(
     if e.inbound_only || e.encap.gre_sequence || inner_len > e.mtu as usize {
         return None;
     }
-    let overhead = e.encap.overhead();
+    let overhead = match t.tunnels.template(tun) {
+        Some(tpl) => tpl.overhead(),
+        None => e.encap.overhead(),
+    };
     let idx = outer_adjacency(t, tun, &e.encap.endpoints, inner_len + overhead)?;
     match t.fib.nexthops().get(idx as usize)? {
         NextHop::Forward(adj)
@@ -280,17 +283,17 @@ fn encap_target<P: Packet>(
 /// adjacency's Ethernet header in front; counted as the encap node counts.
 #[inline(always)]
 fn encap_and_send<P: Packet>(
+    t: &Tables,
+    tun: u32,
     worker: u32,
     e: &TunnelEntry,
     adj: &Adjacency,
     p: &mut P,
-    ethernet: bool,
 ) -> Fast<'static> {
     let c = e.shared.worker(worker);
-    let hash = tunnel::inner_flow_hash(p.data(), ethernet);
     let ip_id = e.shared.next_ip_id(worker);
     let inner_len = p.len();
-    if let Err(r) = tunnel::encap(p, &e.encap, hash, None, ip_id) {
+    if let Err(r) = tunnel::encap_with(p, &e.encap, t.tunnels.template(tun), None, ip_id) {
         if let Some(c) = c {
             c.drops[r as usize].inc();
         }
@@ -337,7 +340,7 @@ fn try_xconnect_encap<'t, P: Packet>(
             return Some(Fast::Drop(DropReason::VlanTruncated));
         }
     }
-    Some(encap_and_send(worker, e, &adj, p, true))
+    Some(encap_and_send(t, tun, worker, e, &adj, p))
 }
 
 /// An IPv4 packet routed into an L3 tunnel.
@@ -359,7 +362,7 @@ fn try_routed_encap<'t, P: Packet>(
         return Some(Fast::Drop(DropReason::EthTruncated));
     }
     Ipv4Packet::new_unchecked(p.data_mut()).decrement_ttl();
-    Some(encap_and_send(worker, e, &adj, p, false))
+    Some(encap_and_send(t, tun, worker, e, &adj, p))
 }
 
 /// A tunnel packet addressed to us over IPv4.
@@ -428,7 +431,7 @@ fn try_ipv6<'t, P: Packet>(
                 return Some(Fast::Drop(DropReason::EthTruncated));
             }
             p.data_mut()[7] -= 1;
-            Some(encap_and_send(worker, e, &adj, p, false))
+            Some(encap_and_send(t, tunnel, worker, e, &adj, p))
         }
         _ => None,
     }

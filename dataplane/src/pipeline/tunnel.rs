@@ -164,11 +164,10 @@ impl<P: Packet> Pipeline<P> {
         let Some(p) = self.slots[i].as_mut() else {
             return;
         };
-        let hash = tunnel::inner_flow_hash(p.data(), ethernet);
         let seq = e.encap.gre_sequence.then(|| e.shared.next_tx_seq());
         let ip_id = e.shared.next_ip_id(ctx.worker);
         let inner_len = p.len();
-        if let Err(r) = tunnel::encap(p, &e.encap, hash, seq, ip_id) {
+        if let Err(r) = tunnel::encap_with(p, &e.encap, t.tunnels.template(m.tun), seq, ip_id) {
             return self.tunnel_drop(ctx, i, c, r);
         }
         if let Some(c) = c {

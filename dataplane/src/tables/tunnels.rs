@@ -12,7 +12,9 @@
 use crate::stats::{Counter, DropReason};
 use crate::tables::fib::{Fib, NextHop};
 use crate::tables::iface::IfIndex;
-use crate::tunnel::{DecapConfig, DecapInfo, Endpoints, GreSeqState, TunnelEncap, TunnelKind};
+use crate::tunnel::{
+    DecapConfig, DecapInfo, EncapTemplate, Endpoints, GreSeqState, TunnelEncap, TunnelKind,
+};
 use crate::wire::ipproto;
 use hashbrown::HashMap;
 use std::net::IpAddr;
@@ -325,6 +327,9 @@ pub struct TunnelTable {
     local4: Vec<[u8; 4]>,
     /// The same for IPv6 endpoints.
     local6: Vec<[u8; 16]>,
+    /// Per tunnel, its prebuilt outer headers (tunnels over IPv4 without GRE sequence
+    /// numbers), made with the entry: entries never change once built.
+    templates: Vec<Option<EncapTemplate>>,
 }
 
 /// How many local tunnel addresses of a family [`TunnelTable::is_local4`] and
@@ -441,6 +446,7 @@ impl TunnelTable {
                     t.geneve_known.push(o);
                 }
             }
+            t.templates.push(EncapTemplate::new(&e.encap));
             t.entries.push(e);
         }
         Ok(t)
@@ -454,6 +460,12 @@ impl TunnelTable {
     #[inline]
     pub fn get(&self, i: u32) -> Option<&TunnelEntry> {
         self.entries.get(i as usize)
+    }
+
+    /// Tunnel `i`'s outer-header template, when it has one.
+    #[inline]
+    pub fn template(&self, i: u32) -> Option<&EncapTemplate> {
+        self.templates.get(i as usize)?.as_ref()
     }
 
     pub fn entries(&self) -> &[TunnelEntry] {

@@ -38,15 +38,52 @@ pub fn outer_flow_label(hash: u32) -> u32 {
     (hash ^ (hash >> 20)) & 0xf_ffff
 }
 
-/// What encapsulation needs from the inner packet: its type, TOS and IPv4 DF.
-struct Inner {
-    ty: PayloadType,
-    tos: u8,
-    df: Option<bool>,
+/// What encapsulation needs from the inner packet: its type, TOS and IPv4 DF, packed in one
+/// word. As a struct of three bytes it travelled through the stack, written with one width
+/// and read back with another at an overlapping offset, which stalled store forwarding on
+/// every packet.
+#[derive(Clone, Copy)]
+pub(super) struct Inner(u32);
+
+impl Inner {
+    #[inline(always)]
+    pub(super) fn new(ty: PayloadType, tos: u8, df: Option<bool>) -> Self {
+        let ty = match ty {
+            PayloadType::Ethernet => 0,
+            PayloadType::Ipv4 => 1,
+            PayloadType::Ipv6 => 2,
+        };
+        let df = match df {
+            None => 0,
+            Some(false) => 1,
+            Some(true) => 2,
+        };
+        Inner(ty | (df << 4) | ((tos as u32) << 8))
+    }
+    #[inline(always)]
+    pub fn ty(self) -> PayloadType {
+        match self.0 & 0xf {
+            0 => PayloadType::Ethernet,
+            1 => PayloadType::Ipv4,
+            _ => PayloadType::Ipv6,
+        }
+    }
+    #[inline(always)]
+    pub fn tos(self) -> u8 {
+        (self.0 >> 8) as u8
+    }
+    #[inline(always)]
+    pub fn df(self) -> Option<bool> {
+        match (self.0 >> 4) & 0xf {
+            0 => None,
+            1 => Some(false),
+            _ => Some(true),
+        }
+    }
 }
 
 /// TOS and DF of an IP header at the start of `b` (Not-ECT, no DF when it is not one).
-#[inline]
+#[inline(always)]
 fn ip_tos_df(b: &[u8], ethertype: u16) -> (u8, Option<bool>) {
     match ethertype {
         EtherType::IPV4 if b.len() >= ipv4::MIN_HEADER_LEN && b[0] >> 4 == 4 => {
@@ -59,7 +96,9 @@ fn ip_tos_df(b: &[u8], ethertype: u16) -> (u8, Option<bool>) {
     }
 }
 
-#[inline]
+// Always inlined: returned out of line, its result came back through the stack and was
+// read with wider loads than it was written with, stalling store forwarding.
+#[inline(always)]
 fn classify_inner(b: &[u8], t: &TunnelEncap) -> Result<Inner, DropReason> {
     let carries = t.carries();
     if carries == super::Payload::Ethernet {
@@ -71,11 +110,7 @@ fn classify_inner(b: &[u8], t: &TunnelEncap) -> Result<Inner, DropReason> {
             Ok(l2) => ip_tos_df(&b[l2.l3_offset..], l2.ethertype),
             Err(_) => (0, None),
         };
-        return Ok(Inner {
-            ty: PayloadType::Ethernet,
-            tos,
-            df,
-        });
+        return Ok(Inner::new(PayloadType::Ethernet, tos, df));
     }
     let (ty, ethertype, min) = match b.first().map(|v| v >> 4) {
         Some(4) => (PayloadType::Ipv4, EtherType::IPV4, ipv4::MIN_HEADER_LEN),
@@ -90,11 +125,36 @@ fn classify_inner(b: &[u8], t: &TunnelEncap) -> Result<Inner, DropReason> {
         return Err(DropReason::InnerTruncated);
     }
     let (tos, df) = ip_tos_df(b, ethertype);
-    Ok(Inner { ty, tos, df })
+    Ok(Inner::new(ty, tos, df))
+}
+
+/// [`classify_inner`] and [`inner_flow_hash`](super::inner_flow_hash) (of a payload that is an
+/// Ethernet frame exactly when the tunnel carries Ethernet, as every caller has it) from one
+/// parse of the inner headers.
+#[inline(always)]
+pub(super) fn inspect(b: &[u8], t: &TunnelEncap) -> Result<(Inner, u32), DropReason> {
+    if t.carries() == super::Payload::Ethernet {
+        if b.len() < ethernet::HEADER_LEN {
+            return Err(DropReason::InnerTruncated);
+        }
+        let (ip, et) = match L2Header::parse(b) {
+            Ok(l2) => (b.get(l2.l3_offset..).unwrap_or(&[]), l2.ethertype),
+            Err(_) => (&[][..], 0),
+        };
+        let (tos, df) = ip_tos_df(ip, et);
+        let inner = Inner::new(PayloadType::Ethernet, tos, df);
+        return Ok((inner, super::flow_hash(b, ip, et)));
+    }
+    let inner = classify_inner(b, t)?;
+    let et = match inner.ty() {
+        PayloadType::Ipv4 => EtherType::IPV4,
+        _ => EtherType::IPV6,
+    };
+    Ok((inner, super::flow_hash(b, b, et)))
 }
 
 #[inline]
-fn ethertype_of(ty: PayloadType) -> u16 {
+pub(super) fn ethertype_of(ty: PayloadType) -> u16 {
     match ty {
         PayloadType::Ethernet => EtherType::TEB,
         PayloadType::Ipv4 => EtherType::IPV4,
@@ -159,7 +219,7 @@ pub fn encap<P: Packet>(
         TunnelKind::Gre | TunnelKind::GreTeb | TunnelKind::Nvgre => {
             let nv = t.kind == TunnelKind::Nvgre;
             let r = GreRepr {
-                protocol: ethertype_of(inner.ty),
+                protocol: ethertype_of(inner.ty()),
                 checksum: t.gre_checksum && !nv,
                 key: if nv {
                     Some(gre::nvgre_key(key, nvgre_flow_id(inner_hash)))
@@ -179,7 +239,7 @@ pub fn encap<P: Packet>(
         TunnelKind::VxlanGpe => {
             VxlanGpeRepr {
                 vni: key,
-                next_protocol: match inner.ty {
+                next_protocol: match inner.ty() {
                     PayloadType::Ethernet => next_protocol::ETHERNET,
                     PayloadType::Ipv4 => next_protocol::IPV4,
                     PayloadType::Ipv6 => next_protocol::IPV6,
@@ -192,14 +252,14 @@ pub fn encap<P: Packet>(
             GeneveRepr {
                 oam: false,
                 critical: t.geneve_options.critical(),
-                protocol: ethertype_of(inner.ty),
+                protocol: ethertype_of(inner.ty()),
                 vni: key,
                 options: t.geneve_options.as_bytes(),
             }
             .emit(&mut b[th..]);
             ipproto::UDP
         }
-        TunnelKind::Ipip => match inner.ty {
+        TunnelKind::Ipip => match inner.ty() {
             PayloadType::Ipv6 => ipproto::IPV6,
             _ => ipproto::IPIP,
         },
@@ -209,7 +269,7 @@ pub fn encap<P: Packet>(
         }
     };
 
-    let tos = t.outer.outer_tos(inner.tos);
+    let tos = t.outer.outer_tos(inner.tos());
     match t.endpoints {
         Endpoints::V4 { local, remote } => {
             let (src, dst) = (local.octets(), remote.octets());
@@ -217,7 +277,7 @@ pub fn encap<P: Packet>(
                 let sport = udp_src_port(inner_hash, t.sport_min, t.sport_max);
                 udp::write_header(&mut b[ip_len..], sport, t.dst_port, ip_payload as u16);
             }
-            let df = t.outer.outer_df(inner.df);
+            let df = t.outer.outer_df(inner.df());
             Ipv4Repr {
                 src,
                 dst,

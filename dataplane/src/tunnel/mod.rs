@@ -17,9 +17,11 @@
 
 mod decap;
 mod encap;
+mod template;
 
 pub use decap::{decap, decap_parse, DecapConfig, DecapInfo, DemuxKey};
 pub use encap::{encap, nvgre_flow_id, outer_flow_label, udp_src_port};
+pub use template::{encap_with, EncapTemplate};
 
 use crate::outer::OuterPolicy;
 use crate::stats::DropReason;
@@ -442,15 +444,6 @@ impl TunnelEncap {
 #[inline]
 pub fn inner_flow_hash(b: &[u8], ethernet: bool) -> u32 {
     use crate::wire::ethernet::{EtherType, L2Header};
-    #[inline(always)]
-    fn mix(h: u64, x: u64) -> u64 {
-        (h ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29)
-    }
-    fn word(b: &[u8], at: usize) -> u64 {
-        b.get(at..at + 8)
-            .map(|w| u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]))
-            .unwrap_or(0)
-    }
     let (ip, et) = if ethernet {
         match L2Header::parse(b) {
             Ok(l2) => (b.get(l2.l3_offset..).unwrap_or(&[]), l2.ethertype),
@@ -463,6 +456,24 @@ pub fn inner_flow_hash(b: &[u8], ethernet: bool) -> u32 {
             _ => (b, 0),
         }
     };
+    flow_hash(b, ip, et)
+}
+
+/// [`inner_flow_hash`] once the inner headers are located: `ip` is the inner IP header (of
+/// EtherType `et`) within the payload `b`, or empty.
+#[inline(always)]
+pub(super) fn flow_hash(b: &[u8], ip: &[u8], et: u16) -> u32 {
+    use crate::wire::ethernet::EtherType;
+    #[inline(always)]
+    fn mix(h: u64, x: u64) -> u64 {
+        (h ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29)
+    }
+    #[inline(always)]
+    fn word(b: &[u8], at: usize) -> u64 {
+        b.get(at..at + 8)
+            .map(|w| u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]))
+            .unwrap_or(0)
+    }
     let ports = |l4: usize| {
         ip.get(l4..l4 + 4)
             .map(|p| u32::from_ne_bytes([p[0], p[1], p[2], p[3]]) as u64)

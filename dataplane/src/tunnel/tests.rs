@@ -94,6 +94,18 @@ fn roundtrip(t: &TunnelEncap, inner: &[u8]) -> Result<Vec<u8>, DropReason> {
 }
 
 #[test]
+fn inner_packs_type_tos_and_df_losslessly() {
+    for ty in [PayloadType::Ethernet, PayloadType::Ipv4, PayloadType::Ipv6] {
+        for df in [None, Some(false), Some(true)] {
+            for tos in 0..=255u8 {
+                let i = super::encap::Inner::new(ty, tos, df);
+                assert_eq!((i.ty(), i.tos(), i.df()), (ty, tos, df));
+            }
+        }
+    }
+}
+
+#[test]
 fn udp_source_port_stays_in_range_and_spreads() {
     let mut seen = std::collections::HashSet::new();
     for i in 0..4096u32 {

@@ -1,9 +1,9 @@
-//! The outer IP header of a tunnel-mode SA as a template: the fields that never change for the
-//! SA (version, protocol, addresses) are written once when the SA is made, and for IPv4 their
-//! share of the header checksum is summed once too. Per packet, [`OuterTemplate::emit4`] copies
-//! the 20 octets and sets the few fields that vary (TOS, total length, identification, DF,
-//! TTL), adding only those to the precomputed sum — instead of writing every field and summing
-//! the whole header again.
+//! The outer IP header of a tunnel-mode SA or an overlay tunnel as a template: the fields that
+//! never change for it (version, protocol, addresses) are written once when the SA or the
+//! tunnel table is made, and for IPv4 their share of the header checksum is summed once too.
+//! Per packet, [`OuterTemplate::emit4`] copies the 20 octets and sets the few fields that vary
+//! (TOS, total length, identification, DF, TTL), adding only those to the precomputed sum —
+//! instead of writing every field and summing the whole header again.
 
 use crate::wire::checksum;
 use crate::wire::ipv4::{FLAG_DF, MIN_HEADER_LEN as IPV4_LEN};
