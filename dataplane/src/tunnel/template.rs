@@ -295,7 +295,8 @@ mod tests {
     /// Ethernet frame (maybe VLAN-tagged) around one, or random bytes; then cut to `cut`.
     fn inner(kind: u8, tos: u8, df: bool, proto: u8, tail: &[u8], cut: usize) -> Vec<u8> {
         let mut ip = Vec::new();
-        if kind % 2 == 0 {
+        let v6 = kind % 2 == 1;
+        if !v6 {
             ip.extend_from_slice(&[0x45, tos, 0, 0, 0, 0, if df { 0x40 } else { 0 }, 0, 64]);
             ip.push(proto);
             ip.extend_from_slice(&[0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
@@ -312,11 +313,7 @@ mod tests {
                 if kind / 2 == 2 {
                     f.extend_from_slice(&[0x81, 0, 0, 42]);
                 }
-                f.extend_from_slice(if kind % 2 == 0 {
-                    &[8, 0]
-                } else {
-                    &[0x86, 0xdd]
-                });
+                f.extend_from_slice(if !v6 { &[8, 0] } else { &[0x86, 0xdd] });
                 f.extend_from_slice(&ip);
                 f
             }
