@@ -1,5 +1,8 @@
 //! IPv4 headers (RFC 791). Options are skipped, not interpreted: `header_len()` covers them and
 //! `payload()` starts after them.
+//!
+//! The accessors are always inlined: inside the worker's fast-path function, which is large,
+//! LLVM's inliner ran out of budget and left these one-line reads as calls on every packet.
 
 use super::checksum;
 use super::{be16, put16};
@@ -23,14 +26,14 @@ pub struct Ipv4Packet<T: AsRef<[u8]>> {
 
 impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// Wrap without checks.
-    #[inline]
+    #[inline(always)]
     pub fn new_unchecked(buffer: T) -> Self {
         Ipv4Packet { buffer }
     }
 
     /// Wrap after checking version, IHL and total length against the buffer. The buffer may be
     /// longer than the packet (Ethernet padding); `total_len()` is the packet's own length.
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self, DropReason> {
         let b = buffer.as_ref();
         if b.len() < MIN_HEADER_LEN {
@@ -50,78 +53,78 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         Ok(Ipv4Packet { buffer })
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[0] >> 4
     }
     /// Header length in bytes, options included.
-    #[inline]
+    #[inline(always)]
     pub fn header_len(&self) -> usize {
         ((self.buffer.as_ref()[0] & 0x0f) as usize) * 4
     }
     /// DSCP and ECN byte (the old TOS).
-    #[inline]
+    #[inline(always)]
     pub fn tos(&self) -> u8 {
         self.buffer.as_ref()[1]
     }
-    #[inline]
+    #[inline(always)]
     pub fn total_len(&self) -> u16 {
         be16(self.buffer.as_ref(), 2)
     }
-    #[inline]
+    #[inline(always)]
     pub fn ident(&self) -> u16 {
         be16(self.buffer.as_ref(), 4)
     }
     /// Flags and fragment offset word.
-    #[inline]
+    #[inline(always)]
     pub fn frag_word(&self) -> u16 {
         be16(self.buffer.as_ref(), 6)
     }
-    #[inline]
+    #[inline(always)]
     pub fn dont_frag(&self) -> bool {
         self.frag_word() & FLAG_DF != 0
     }
-    #[inline]
+    #[inline(always)]
     pub fn more_frags(&self) -> bool {
         self.frag_word() & FLAG_MF != 0
     }
     /// Fragment offset in bytes.
-    #[inline]
+    #[inline(always)]
     pub fn frag_offset(&self) -> usize {
         ((self.frag_word() & FRAG_OFFSET_MASK) as usize) * 8
     }
     /// True for any fragment (first or later).
-    #[inline]
+    #[inline(always)]
     pub fn is_fragment(&self) -> bool {
         self.frag_word() & (FLAG_MF | FRAG_OFFSET_MASK) != 0
     }
-    #[inline]
+    #[inline(always)]
     pub fn ttl(&self) -> u8 {
         self.buffer.as_ref()[8]
     }
-    #[inline]
+    #[inline(always)]
     pub fn protocol(&self) -> u8 {
         self.buffer.as_ref()[9]
     }
-    #[inline]
+    #[inline(always)]
     pub fn checksum(&self) -> u16 {
         be16(self.buffer.as_ref(), 10)
     }
-    #[inline]
+    #[inline(always)]
     pub fn src(&self) -> [u8; 4] {
         let b = self.buffer.as_ref();
         [b[12], b[13], b[14], b[15]]
     }
-    #[inline]
+    #[inline(always)]
     pub fn dst(&self) -> [u8; 4] {
         let b = self.buffer.as_ref();
         [b[16], b[17], b[18], b[19]]
     }
-    #[inline]
+    #[inline(always)]
     pub fn src_addr(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.src())
     }
-    #[inline]
+    #[inline(always)]
     pub fn dst_addr(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.dst())
     }
@@ -131,7 +134,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         checksum::checksum(&self.buffer.as_ref()[..self.header_len()]) == 0
     }
     /// The payload up to `total_len` (Ethernet padding excluded).
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[self.header_len()..self.total_len() as usize]
     }
@@ -153,35 +156,35 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         let c = checksum::update16(be16(b, 10), old, new);
         put16(b, 10, c);
     }
-    #[inline]
+    #[inline(always)]
     pub fn set_tos(&mut self, tos: u8) {
         self.buffer.as_mut()[1] = tos;
     }
-    #[inline]
+    #[inline(always)]
     pub fn set_total_len(&mut self, len: u16) {
         put16(self.buffer.as_mut(), 2, len)
     }
-    #[inline]
+    #[inline(always)]
     pub fn set_ident(&mut self, id: u16) {
         put16(self.buffer.as_mut(), 4, id)
     }
-    #[inline]
+    #[inline(always)]
     pub fn set_frag_word(&mut self, w: u16) {
         put16(self.buffer.as_mut(), 6, w)
     }
-    #[inline]
+    #[inline(always)]
     pub fn set_ttl(&mut self, ttl: u8) {
         self.buffer.as_mut()[8] = ttl;
     }
-    #[inline]
+    #[inline(always)]
     pub fn set_protocol(&mut self, p: u8) {
         self.buffer.as_mut()[9] = p;
     }
-    #[inline]
+    #[inline(always)]
     pub fn set_src(&mut self, a: [u8; 4]) {
         self.buffer.as_mut()[12..16].copy_from_slice(&a);
     }
-    #[inline]
+    #[inline(always)]
     pub fn set_dst(&mut self, a: [u8; 4]) {
         self.buffer.as_mut()[16..20].copy_from_slice(&a);
     }
@@ -194,7 +197,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         let c = checksum::checksum(&b[..hl]);
         put16(b, 10, c);
     }
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let (hl, tl) = (self.header_len(), self.total_len() as usize);
         &mut self.buffer.as_mut()[hl..tl]
