@@ -22,13 +22,13 @@ pub struct EtheripPacket<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> EtheripPacket<T> {
-    #[inline]
+    #[inline(always)]
     pub fn new_unchecked(buffer: T) -> Self {
         EtheripPacket { buffer }
     }
 
     /// Wrap after checking the header fits, the version is 3 and the reserved bits are zero.
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self, DropReason> {
         let b = buffer.as_ref();
         if b.len() < HEADER_LEN {
@@ -40,15 +40,15 @@ impl<T: AsRef<[u8]>> EtheripPacket<T> {
         Ok(EtheripPacket { buffer })
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[0] >> 4
     }
-    #[inline]
+    #[inline(always)]
     pub fn reserved(&self) -> u16 {
         be16(self.buffer.as_ref(), 0) & 0x0fff
     }
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..]
     }
@@ -58,7 +58,7 @@ impl<T: AsRef<[u8]>> EtheripPacket<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> EtheripPacket<T> {
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[HEADER_LEN..]
     }
@@ -69,12 +69,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EtheripPacket<T> {
 pub struct EtheripRepr;
 
 impl EtheripRepr {
-    #[inline]
+    #[inline(always)]
     pub fn parse<T: AsRef<[u8]>>(_p: &EtheripPacket<T>) -> EtheripRepr {
         EtheripRepr
     }
     /// Write the 2-byte header at the start of `b`.
-    #[inline]
+    #[inline(always)]
     pub fn emit(&self, b: &mut [u8]) {
         put16(b, 0, HEADER_WORD)
     }

@@ -94,13 +94,13 @@ pub struct EthernetFrame<T: AsRef<[u8]>> {
 
 impl<T: AsRef<[u8]>> EthernetFrame<T> {
     /// Wrap without checks; accessors may panic if the buffer is shorter than 14 bytes.
-    #[inline]
+    #[inline(always)]
     pub fn new_unchecked(buffer: T) -> Self {
         EthernetFrame { buffer }
     }
 
     /// Wrap after checking that the header fits.
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self, DropReason> {
         if buffer.as_ref().len() < HEADER_LEN {
             return Err(DropReason::EthTruncated);
@@ -108,21 +108,21 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
         Ok(EthernetFrame { buffer })
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn dst(&self) -> Mac {
         let b = self.buffer.as_ref();
         Mac([b[0], b[1], b[2], b[3], b[4], b[5]])
     }
-    #[inline]
+    #[inline(always)]
     pub fn src(&self) -> Mac {
         let b = self.buffer.as_ref();
         Mac([b[6], b[7], b[8], b[9], b[10], b[11]])
     }
-    #[inline]
+    #[inline(always)]
     pub fn ethertype(&self) -> u16 {
         be16(self.buffer.as_ref(), 12)
     }
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..]
     }
@@ -132,15 +132,15 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
-    #[inline]
+    #[inline(always)]
     pub fn set_dst(&mut self, m: Mac) {
         self.buffer.as_mut()[0..6].copy_from_slice(&m.0);
     }
-    #[inline]
+    #[inline(always)]
     pub fn set_src(&mut self, m: Mac) {
         self.buffer.as_mut()[6..12].copy_from_slice(&m.0);
     }
-    #[inline]
+    #[inline(always)]
     pub fn set_ethertype(&mut self, t: u16) {
         put16(self.buffer.as_mut(), 12, t)
     }

@@ -43,14 +43,14 @@ pub struct GenevePacket<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> GenevePacket<T> {
-    #[inline]
+    #[inline(always)]
     pub fn new_unchecked(buffer: T) -> Self {
         GenevePacket { buffer }
     }
 
     /// Wrap after checking the fixed header fits, the version is 0 and the options area is
     /// within the buffer.
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self, DropReason> {
         let b = buffer.as_ref();
         if b.len() < HEADER_LEN {
@@ -65,42 +65,42 @@ impl<T: AsRef<[u8]>> GenevePacket<T> {
         Ok(GenevePacket { buffer })
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[0] >> 6
     }
     /// Length of the options area in bytes.
-    #[inline]
+    #[inline(always)]
     pub fn options_len(&self) -> usize {
         ((self.buffer.as_ref()[0] & 0x3f) as usize) * 4
     }
     /// Header length, options included.
-    #[inline]
+    #[inline(always)]
     pub fn header_len(&self) -> usize {
         HEADER_LEN + self.options_len()
     }
-    #[inline]
+    #[inline(always)]
     pub fn oam(&self) -> bool {
         self.buffer.as_ref()[1] & FLAG_O != 0
     }
-    #[inline]
+    #[inline(always)]
     pub fn critical(&self) -> bool {
         self.buffer.as_ref()[1] & FLAG_C != 0
     }
-    #[inline]
+    #[inline(always)]
     pub fn protocol(&self) -> u16 {
         be16(self.buffer.as_ref(), 2)
     }
-    #[inline]
+    #[inline(always)]
     pub fn vni(&self) -> u32 {
         be32(self.buffer.as_ref(), 4) >> 8
     }
     /// The raw options area.
-    #[inline]
+    #[inline(always)]
     pub fn options(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..self.header_len()]
     }
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[self.header_len()..]
     }
@@ -110,15 +110,15 @@ impl<T: AsRef<[u8]>> GenevePacket<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> GenevePacket<T> {
-    #[inline]
+    #[inline(always)]
     pub fn set_vni(&mut self, vni: u32) {
         put32(self.buffer.as_mut(), 4, (vni & VNI_MAX) << 8)
     }
-    #[inline]
+    #[inline(always)]
     pub fn set_protocol(&mut self, p: u16) {
         put16(self.buffer.as_mut(), 2, p)
     }
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let hl = self.header_len();
         &mut self.buffer.as_mut()[hl..]
@@ -135,7 +135,7 @@ pub struct GeneveOption<'a> {
 }
 
 impl GeneveOption<'_> {
-    #[inline]
+    #[inline(always)]
     pub fn critical(&self) -> bool {
         self.typ & OPTION_CRITICAL != 0
     }
@@ -235,14 +235,14 @@ impl<'a> GeneveRepr<'a> {
             options: p.options(),
         })
     }
-    #[inline]
+    #[inline(always)]
     pub fn header_len(&self) -> usize {
         HEADER_LEN + self.options.len()
     }
     /// Write the header and options at the start of `b` (which holds `header_len()` bytes).
     /// The options length must be a multiple of 4 and at most 252 (the bits beyond are
     /// masked off).
-    #[inline]
+    #[inline(always)]
     pub fn emit(&self, b: &mut [u8]) {
         let words = ((self.options.len() / 4) & 0x3f) as u8;
         b[0] = words;
@@ -300,20 +300,20 @@ impl GeneveOptionBuf {
             critical,
         })
     }
-    #[inline]
+    #[inline(always)]
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len as usize]
     }
-    #[inline]
+    #[inline(always)]
     pub fn len(&self) -> usize {
         self.len as usize
     }
-    #[inline]
+    #[inline(always)]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
     /// Some option has the critical bit (the C flag to send).
-    #[inline]
+    #[inline(always)]
     pub fn critical(&self) -> bool {
         self.critical
     }

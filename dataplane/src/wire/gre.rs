@@ -57,7 +57,7 @@ pub fn header_len_for(flags: u16) -> usize {
 }
 
 impl<T: AsRef<[u8]>> GrePacket<T> {
-    #[inline]
+    #[inline(always)]
     pub fn new_unchecked(buffer: T) -> Self {
         GrePacket { buffer }
     }
@@ -88,59 +88,59 @@ impl<T: AsRef<[u8]>> GrePacket<T> {
     }
 
     /// The flags-and-version word.
-    #[inline]
+    #[inline(always)]
     pub fn flags(&self) -> u16 {
         be16(self.buffer.as_ref(), 0)
     }
-    #[inline]
+    #[inline(always)]
     pub fn checksum_present(&self) -> bool {
         self.flags() & FLAG_C != 0
     }
-    #[inline]
+    #[inline(always)]
     pub fn key_present(&self) -> bool {
         self.flags() & FLAG_K != 0
     }
-    #[inline]
+    #[inline(always)]
     pub fn seq_present(&self) -> bool {
         self.flags() & FLAG_S != 0
     }
-    #[inline]
+    #[inline(always)]
     pub fn version(&self) -> u8 {
         (self.flags() & VERSION_MASK) as u8
     }
-    #[inline]
+    #[inline(always)]
     pub fn protocol(&self) -> u16 {
         be16(self.buffer.as_ref(), 2)
     }
     /// Header length with the optional fields.
-    #[inline]
+    #[inline(always)]
     pub fn header_len(&self) -> usize {
         header_len_for(self.flags())
     }
     /// The checksum field, when present.
-    #[inline]
+    #[inline(always)]
     pub fn checksum(&self) -> Option<u16> {
         self.checksum_present()
             .then(|| be16(self.buffer.as_ref(), 4))
     }
     /// The key, when present.
-    #[inline]
+    #[inline(always)]
     pub fn key(&self) -> Option<u32> {
         let off = BASE_LEN + if self.checksum_present() { 4 } else { 0 };
         self.key_present().then(|| be32(self.buffer.as_ref(), off))
     }
     /// The sequence number, when present.
-    #[inline]
+    #[inline(always)]
     pub fn seq(&self) -> Option<u32> {
         let off = self.header_len() - 4;
         self.seq_present().then(|| be32(self.buffer.as_ref(), off))
     }
     /// True when no checksum is present, or when it verifies over header and payload.
-    #[inline]
+    #[inline(always)]
     pub fn verify_checksum(&self) -> bool {
         !self.checksum_present() || checksum::checksum(self.buffer.as_ref()) == 0
     }
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[self.header_len()..]
     }
@@ -150,12 +150,12 @@ impl<T: AsRef<[u8]>> GrePacket<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> GrePacket<T> {
-    #[inline]
+    #[inline(always)]
     pub fn set_protocol(&mut self, p: u16) {
         put16(self.buffer.as_mut(), 2, p)
     }
     /// Overwrite the key. No-op when the K bit is clear.
-    #[inline]
+    #[inline(always)]
     pub fn set_key(&mut self, k: u32) {
         if self.key_present() {
             let off = BASE_LEN + if self.checksum_present() { 4 } else { 0 };
@@ -163,7 +163,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> GrePacket<T> {
         }
     }
     /// Overwrite the sequence number. No-op when the S bit is clear.
-    #[inline]
+    #[inline(always)]
     pub fn set_seq(&mut self, s: u32) {
         if self.seq_present() {
             let off = self.header_len() - 4;
@@ -172,7 +172,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> GrePacket<T> {
     }
     /// Compute the checksum over header and payload (RFC 2784 §2.5) and store it. No-op when
     /// the C bit is clear.
-    #[inline]
+    #[inline(always)]
     pub fn fill_checksum(&mut self) {
         if self.checksum_present() {
             let b = self.buffer.as_mut();
@@ -181,7 +181,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> GrePacket<T> {
             put16(b, 4, c);
         }
     }
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let hl = self.header_len();
         &mut self.buffer.as_mut()[hl..]
@@ -200,7 +200,7 @@ pub struct GreRepr {
 
 impl GreRepr {
     /// Read the fields of a checked packet (checksum presence only, not its validity).
-    #[inline]
+    #[inline(always)]
     pub fn parse<T: AsRef<[u8]>>(p: &GrePacket<T>) -> GreRepr {
         GreRepr {
             protocol: p.protocol(),
@@ -210,13 +210,13 @@ impl GreRepr {
         }
     }
     /// The flags word this header carries (version 0).
-    #[inline]
+    #[inline(always)]
     pub fn flags(&self) -> u16 {
         (if self.checksum { FLAG_C } else { 0 })
             | (if self.key.is_some() { FLAG_K } else { 0 })
             | (if self.seq.is_some() { FLAG_S } else { 0 })
     }
-    #[inline]
+    #[inline(always)]
     pub fn header_len(&self) -> usize {
         header_len_for(self.flags())
     }

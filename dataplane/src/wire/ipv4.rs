@@ -1,8 +1,5 @@
 //! IPv4 headers (RFC 791). Options are skipped, not interpreted: `header_len()` covers them and
 //! `payload()` starts after them.
-//!
-//! The accessors are always inlined: inside the worker's fast-path function, which is large,
-//! LLVM's inliner ran out of budget and left these one-line reads as calls on every packet.
 
 use super::checksum;
 use super::{be16, put16};
@@ -129,7 +126,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         Ipv4Addr::from(self.dst())
     }
     /// True when the header checksum verifies.
-    #[inline]
+    #[inline(always)]
     pub fn verify_checksum(&self) -> bool {
         checksum::checksum(&self.buffer.as_ref()[..self.header_len()]) == 0
     }
@@ -189,7 +186,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         self.buffer.as_mut()[16..20].copy_from_slice(&a);
     }
     /// Recompute the header checksum from scratch.
-    #[inline]
+    #[inline(always)]
     pub fn fill_checksum(&mut self) {
         let hl = self.header_len();
         let b = self.buffer.as_mut();

@@ -34,13 +34,13 @@ pub struct UpperLayer {
 }
 
 impl<T: AsRef<[u8]>> Ipv6Packet<T> {
-    #[inline]
+    #[inline(always)]
     pub fn new_unchecked(buffer: T) -> Self {
         Ipv6Packet { buffer }
     }
 
     /// Wrap after checking version and that the payload length fits in the buffer.
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self, DropReason> {
         let b = buffer.as_ref();
         if b.len() < HEADER_LEN {
@@ -56,51 +56,51 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     }
 
     /// Traffic class (DSCP and ECN).
-    #[inline]
+    #[inline(always)]
     pub fn traffic_class(&self) -> u8 {
         let b = self.buffer.as_ref();
         (b[0] << 4) | (b[1] >> 4)
     }
-    #[inline]
+    #[inline(always)]
     pub fn flow_label(&self) -> u32 {
         let b = self.buffer.as_ref();
         (((b[1] & 0x0f) as u32) << 16) | ((b[2] as u32) << 8) | b[3] as u32
     }
-    #[inline]
+    #[inline(always)]
     pub fn payload_len(&self) -> u16 {
         be16(self.buffer.as_ref(), 4)
     }
     /// Whole packet length (fixed header plus payload).
-    #[inline]
+    #[inline(always)]
     pub fn total_len(&self) -> usize {
         HEADER_LEN + self.payload_len() as usize
     }
-    #[inline]
+    #[inline(always)]
     pub fn next_header(&self) -> u8 {
         self.buffer.as_ref()[6]
     }
-    #[inline]
+    #[inline(always)]
     pub fn hop_limit(&self) -> u8 {
         self.buffer.as_ref()[7]
     }
-    #[inline]
+    #[inline(always)]
     pub fn src(&self) -> [u8; 16] {
         self.buffer.as_ref()[8..24].try_into().unwrap_or([0; 16])
     }
-    #[inline]
+    #[inline(always)]
     pub fn dst(&self) -> [u8; 16] {
         self.buffer.as_ref()[24..40].try_into().unwrap_or([0; 16])
     }
-    #[inline]
+    #[inline(always)]
     pub fn src_addr(&self) -> Ipv6Addr {
         Ipv6Addr::from(self.src())
     }
-    #[inline]
+    #[inline(always)]
     pub fn dst_addr(&self) -> Ipv6Addr {
         Ipv6Addr::from(self.dst())
     }
     /// Payload after the fixed header, up to the payload length.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..self.total_len()]
     }
@@ -160,29 +160,29 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
-    #[inline]
+    #[inline(always)]
     pub fn set_hop_limit(&mut self, h: u8) {
         self.buffer.as_mut()[7] = h;
     }
-    #[inline]
+    #[inline(always)]
     pub fn set_payload_len(&mut self, l: u16) {
         put16(self.buffer.as_mut(), 4, l)
     }
-    #[inline]
+    #[inline(always)]
     pub fn set_next_header(&mut self, nh: u8) {
         self.buffer.as_mut()[6] = nh;
     }
-    #[inline]
+    #[inline(always)]
     pub fn set_traffic_class(&mut self, tc: u8) {
         let b = self.buffer.as_mut();
         b[0] = 0x60 | (tc >> 4);
         b[1] = (b[1] & 0x0f) | (tc << 4);
     }
-    #[inline]
+    #[inline(always)]
     pub fn set_src(&mut self, a: [u8; 16]) {
         self.buffer.as_mut()[8..24].copy_from_slice(&a);
     }
-    #[inline]
+    #[inline(always)]
     pub fn set_dst(&mut self, a: [u8; 16]) {
         self.buffer.as_mut()[24..40].copy_from_slice(&a);
     }
@@ -202,7 +202,7 @@ pub struct Ipv6Repr {
 
 impl Ipv6Repr {
     /// Write the 40-byte header at the start of `b`.
-    #[inline]
+    #[inline(always)]
     pub fn emit(&self, b: &mut [u8]) {
         let w = 0x6000_0000u32 | ((self.traffic_class as u32) << 20) | (self.flow_label & 0xfffff);
         b[0..4].copy_from_slice(&w.to_be_bytes());

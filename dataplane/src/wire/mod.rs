@@ -5,6 +5,10 @@
 //!
 //! Views are generic over `T: AsRef<[u8]>` (read) and `T: AsMut<[u8]>` (write), so the same
 //! code reads a received frame and writes one being built in headroom.
+//!
+//! Constructors, accessors and setters are `#[inline(always)]`: inside the worker's large
+//! fast-path function LLVM's inliner ran out of budget and left these few-instruction reads
+//! as calls on every packet (≈ 10 % of a GRE decapsulation's samples).
 
 pub mod checksum;
 pub mod etherip;

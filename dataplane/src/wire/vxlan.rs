@@ -26,13 +26,13 @@ pub struct VxlanPacket<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> VxlanPacket<T> {
-    #[inline]
+    #[inline(always)]
     pub fn new_unchecked(buffer: T) -> Self {
         VxlanPacket { buffer }
     }
 
     /// Wrap after checking the header fits and the I flag is set.
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self, DropReason> {
         let b = buffer.as_ref();
         if b.len() < HEADER_LEN {
@@ -44,15 +44,15 @@ impl<T: AsRef<[u8]>> VxlanPacket<T> {
         Ok(VxlanPacket { buffer })
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn flags(&self) -> u8 {
         self.buffer.as_ref()[0]
     }
-    #[inline]
+    #[inline(always)]
     pub fn vni(&self) -> u32 {
         be32(self.buffer.as_ref(), 4) >> 8
     }
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..]
     }
@@ -63,11 +63,11 @@ impl<T: AsRef<[u8]>> VxlanPacket<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> VxlanPacket<T> {
     /// Set the VNI (the low reserved byte is zeroed).
-    #[inline]
+    #[inline(always)]
     pub fn set_vni(&mut self, vni: u32) {
         put32(self.buffer.as_mut(), 4, (vni & VNI_MAX) << 8)
     }
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[HEADER_LEN..]
     }
@@ -80,12 +80,12 @@ pub struct VxlanRepr {
 }
 
 impl VxlanRepr {
-    #[inline]
+    #[inline(always)]
     pub fn parse<T: AsRef<[u8]>>(p: &VxlanPacket<T>) -> VxlanRepr {
         VxlanRepr { vni: p.vni() }
     }
     /// Write the 8-byte header at the start of `b`.
-    #[inline]
+    #[inline(always)]
     pub fn emit(&self, b: &mut [u8]) {
         put32(b, 0, (FLAG_I as u32) << 24);
         put32(b, 4, (self.vni & VNI_MAX) << 8);

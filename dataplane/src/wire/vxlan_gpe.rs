@@ -46,13 +46,13 @@ pub struct VxlanGpePacket<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> VxlanGpePacket<T> {
-    #[inline]
+    #[inline(always)]
     pub fn new_unchecked(buffer: T) -> Self {
         VxlanGpePacket { buffer }
     }
 
     /// Wrap after checking the header fits, the version is 0 and the I flag is set.
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self, DropReason> {
         let b = buffer.as_ref();
         if b.len() < HEADER_LEN {
@@ -67,24 +67,24 @@ impl<T: AsRef<[u8]>> VxlanGpePacket<T> {
         Ok(VxlanGpePacket { buffer })
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn flags(&self) -> u8 {
         self.buffer.as_ref()[0]
     }
-    #[inline]
+    #[inline(always)]
     pub fn version(&self) -> u8 {
         (self.flags() >> 4) & 0x3
     }
-    #[inline]
+    #[inline(always)]
     pub fn next_protocol_present(&self) -> bool {
         self.flags() & FLAG_P != 0
     }
-    #[inline]
+    #[inline(always)]
     pub fn oam(&self) -> bool {
         self.flags() & FLAG_O != 0
     }
     /// The next-protocol field; Ethernet when the P bit is clear.
-    #[inline]
+    #[inline(always)]
     pub fn next_protocol(&self) -> u8 {
         if self.next_protocol_present() {
             self.buffer.as_ref()[3]
@@ -92,11 +92,11 @@ impl<T: AsRef<[u8]>> VxlanGpePacket<T> {
             next_protocol::ETHERNET
         }
     }
-    #[inline]
+    #[inline(always)]
     pub fn vni(&self) -> u32 {
         be32(self.buffer.as_ref(), 4) >> 8
     }
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..]
     }
@@ -106,18 +106,18 @@ impl<T: AsRef<[u8]>> VxlanGpePacket<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> VxlanGpePacket<T> {
-    #[inline]
+    #[inline(always)]
     pub fn set_vni(&mut self, vni: u32) {
         put32(self.buffer.as_mut(), 4, (vni & VNI_MAX) << 8)
     }
     /// Set the next protocol and the P bit.
-    #[inline]
+    #[inline(always)]
     pub fn set_next_protocol(&mut self, np: u8) {
         let b = self.buffer.as_mut();
         b[0] |= FLAG_P;
         b[3] = np;
     }
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[HEADER_LEN..]
     }
@@ -150,7 +150,7 @@ impl VxlanGpeRepr {
         }
     }
     /// Write the 8-byte header (I and P set, version 0) at the start of `b`.
-    #[inline]
+    #[inline(always)]
     pub fn emit(&self, b: &mut [u8]) {
         put32(
             b,
