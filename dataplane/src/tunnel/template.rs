@@ -280,17 +280,6 @@ mod tests {
     use crate::wire::geneve::GeneveOptionBuf;
     use proptest::prelude::*;
 
-    const KINDS: [TunnelKind; 8] = [
-        TunnelKind::Gre,
-        TunnelKind::GreTeb,
-        TunnelKind::Nvgre,
-        TunnelKind::Vxlan,
-        TunnelKind::VxlanGpe,
-        TunnelKind::Geneve,
-        TunnelKind::Ipip,
-        TunnelKind::Etherip,
-    ];
-
     /// An inner packet: an IPv4 or IPv6 header (TOS, DF, protocol, ports random) or an
     /// Ethernet frame (maybe VLAN-tagged) around one, or random bytes; then cut to `cut`.
     fn inner(kind: u8, tos: u8, df: bool, proto: u8, tail: &[u8], cut: usize) -> Vec<u8> {
@@ -329,7 +318,7 @@ mod tests {
         /// payload narrowing and inner packets of every type, whole or cut short.
         #[test]
         fn the_template_writes_what_encap_writes(
-            k in 0..KINDS.len(),
+            k in 0..TunnelKind::ALL.len(),
             key in 1u32..0xff_ffff,
             keyed: bool,
             gre_checksum: bool,
@@ -347,7 +336,7 @@ mod tests {
             cut in 0usize..160,
             ip_id: u16,
         ) {
-            let kind = KINDS[k];
+            let kind = TunnelKind::ALL[k];
             let ends = Endpoints::V4 {
                 local: "192.0.2.1".parse().unwrap(),
                 remote: "198.51.100.7".parse().unwrap(),
