@@ -327,7 +327,7 @@ pub struct TunnelTable {
     local4: Vec<[u8; 4]>,
     /// The same for IPv6 endpoints.
     local6: Vec<[u8; 16]>,
-    /// Per tunnel, its prebuilt outer headers (tunnels over IPv4 without GRE sequence
+    /// Per tunnel, its prebuilt outer headers (every tunnel but those sending GRE sequence
     /// numbers), made with the entry: entries never change once built.
     templates: Vec<Option<EncapTemplate>>,
 }

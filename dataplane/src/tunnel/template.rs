@@ -1,14 +1,14 @@
-//! A tunnel's outer headers as a template (VPP's "rewrite string"). For a tunnel over IPv4,
-//! the outer IPv4 header, the UDP header and the tunnel header are built once, when the
-//! tunnel table is, and per packet [`EncapTemplate::encap`] copies them and sets only what
-//! varies with the packet: the UDP source port and length, the NVGRE FlowID, the protocol of
-//! an IP payload (GRE protocol, VXLAN-GPE next protocol, Geneve protocol, IPIP's 4 or 41), the
-//! GRE checksum, and the outer TOS, length, identification, DF and header checksum (from a
-//! precomputed partial sum). It writes exactly what [`encap`](super::encap) writes for the same
-//! packet; the property test below holds the two equal for every kind and option.
+//! A tunnel's outer headers as a template (VPP's "rewrite string"). The outer IP header, the
+//! UDP header and the tunnel header are built once, when the tunnel table is, and per packet
+//! [`EncapTemplate::encap`] copies them and sets only what varies with the packet: the UDP
+//! source port and length, the NVGRE FlowID, the protocol of an IP payload (GRE protocol,
+//! VXLAN-GPE next protocol, Geneve protocol, IPIP's 4 or 41), the GRE checksum, and the outer
+//! TOS, length and TTL — over IPv4 also identification, DF and the header checksum (from a
+//! precomputed partial sum), over IPv6 the flow label and the UDP checksum. It writes exactly
+//! what [`encap`](super::encap) writes for the same packet; the property test below holds the
+//! two equal for every kind, family and option.
 //!
-//! Tunnels over IPv6 and tunnels sending GRE sequence numbers (a shared counter) have no
-//! template and take `encap`.
+//! Tunnels sending GRE sequence numbers (a shared counter) have no template and take `encap`.
 
 use super::encap::{ethertype_of, inspect};
 use super::{udp_src_port, Endpoints, PayloadType, TunnelEncap, TunnelKind};
@@ -18,6 +18,7 @@ use crate::stats::DropReason;
 use crate::wire::geneve::GeneveRepr;
 use crate::wire::gre::{self, GrePacket, GreRepr};
 use crate::wire::ipv4::MIN_HEADER_LEN as IPV4_LEN;
+use crate::wire::ipv6::HEADER_LEN as IPV6_LEN;
 use crate::wire::vxlan::VxlanRepr;
 use crate::wire::vxlan_gpe::{next_protocol, VxlanGpeRepr};
 use crate::wire::{etherip, ipproto, put16, udp};
@@ -38,12 +39,14 @@ enum Patch {
     GeneveProtocol,
 }
 
-/// The prebuilt outer headers of one tunnel over IPv4.
+/// The prebuilt outer headers of one tunnel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EncapTemplate {
-    /// Outer IPv4 header for an Ethernet or IPv4 payload, and for an IPv6 one (they differ
+    /// Outer IP header for an Ethernet or IPv4 payload, and for an IPv6 one (they differ
     /// only for IPIP: protocol 4 or 41).
     ip: [OuterTemplate; 2],
+    /// IPv6 underlay: the addresses (for the UDP checksum) and whether it is computed.
+    v6: Option<V6>,
     /// UDP header (source port, length and checksum 0) when the kind uses UDP, then the
     /// tunnel header as sent for an Ethernet or IPv4 payload.
     rest: [u8; MAX_REST],
@@ -54,13 +57,17 @@ pub struct EncapTemplate {
     gre_checksum: bool,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct V6 {
+    src: [u8; 16],
+    dst: [u8; 16],
+    udp_checksum: bool,
+}
+
 impl EncapTemplate {
-    /// The template of `t`, or `None` when it has none (IPv6 underlay, GRE sequence numbers,
-    /// Geneve options longer than the template holds).
+    /// The template of `t`, or `None` when it has none (GRE sequence numbers, Geneve options
+    /// longer than the template holds).
     pub fn new(t: &TunnelEncap) -> Option<Self> {
-        let Endpoints::V4 { local, remote } = t.endpoints else {
-            return None;
-        };
         if t.gre_sequence && t.kind != TunnelKind::Nvgre {
             return None;
         }
@@ -131,11 +138,29 @@ impl EncapTemplate {
         } else {
             proto
         };
+        let (ip, v6) = match t.endpoints {
+            Endpoints::V4 { local, remote } => (
+                [
+                    OuterTemplate::v4(local, remote, proto),
+                    OuterTemplate::v4(local, remote, proto6),
+                ],
+                None,
+            ),
+            Endpoints::V6 { local, remote } => (
+                [
+                    OuterTemplate::v6(local, remote, proto),
+                    OuterTemplate::v6(local, remote, proto6),
+                ],
+                Some(V6 {
+                    src: local.octets(),
+                    dst: remote.octets(),
+                    udp_checksum: !t.udp6_zero_checksum,
+                }),
+            ),
+        };
         Some(EncapTemplate {
-            ip: [
-                OuterTemplate::v4(local, remote, proto),
-                OuterTemplate::v4(local, remote, proto6),
-            ],
+            ip,
+            v6,
             rest,
             rest_len: rest_len as u8,
             patch,
@@ -145,10 +170,19 @@ impl EncapTemplate {
         })
     }
 
-    /// Octets prepended: outer IPv4, UDP and tunnel header.
+    /// Octets prepended: outer IP, UDP and tunnel header.
     #[inline]
     pub fn overhead(&self) -> usize {
-        IPV4_LEN + self.rest_len as usize
+        self.ip_len() + self.rest_len as usize
+    }
+
+    #[inline(always)]
+    fn ip_len(&self) -> usize {
+        if self.v6.is_some() {
+            IPV6_LEN
+        } else {
+            IPV4_LEN
+        }
     }
 
     /// Encapsulate `p` into `t` (the tunnel this template was made from) as
@@ -162,10 +196,16 @@ impl EncapTemplate {
         ip_id: u16,
     ) -> Result<(), DropReason> {
         let (inner, hash) = inspect(p.data(), t)?;
+        let ip_len = self.ip_len();
         let rest = self.rest_len as usize;
-        let hdr = IPV4_LEN + rest;
+        let hdr = ip_len + rest;
         let ip_payload = rest + p.len();
-        if ip_payload > u16::MAX as usize - IPV4_LEN {
+        // The IPv4 total length counts the header, the IPv6 payload length does not.
+        let limit = match self.v6 {
+            Some(_) => u16::MAX as usize,
+            None => u16::MAX as usize - IPV4_LEN,
+        };
+        if ip_payload > limit {
             return Err(DropReason::MtuExceeded);
         }
         if p.headroom() < hdr || !p.prepend(hdr) {
@@ -175,11 +215,11 @@ impl EncapTemplate {
         if b.len() < hdr {
             return Err(DropReason::NoHeadroom);
         }
-        copy_short(&mut b[IPV4_LEN..hdr], &self.rest[..rest]);
+        copy_short(&mut b[ip_len..hdr], &self.rest[..rest]);
         let th = if self.udp {
-            IPV4_LEN + udp::HEADER_LEN
+            ip_len + udp::HEADER_LEN
         } else {
-            IPV4_LEN
+            ip_len
         };
         match self.patch {
             Patch::None => {}
@@ -202,21 +242,30 @@ impl EncapTemplate {
             GrePacket::new_unchecked(&mut b[th..]).fill_checksum();
         }
         if self.udp {
-            put16(b, IPV4_LEN, udp_src_port(hash, t.sport_min, t.sport_max));
-            put16(b, IPV4_LEN + 4, ip_payload as u16);
+            put16(b, ip_len, udp_src_port(hash, t.sport_min, t.sport_max));
+            put16(b, ip_len + 4, ip_payload as u16);
         }
-        let df = t.outer.outer_df(inner.df());
         let ip = &self.ip[(inner.ty() == PayloadType::Ipv6) as usize];
-        let ident = if df { 0 } else { ip_id };
         let tos = t.outer.outer_tos(inner.tos());
-        ip.emit4(
-            b,
-            tos,
-            (IPV4_LEN + ip_payload) as u16,
-            ident,
-            df,
-            t.outer.ttl,
-        );
+        match &self.v6 {
+            None => {
+                let df = t.outer.outer_df(inner.df());
+                let ident = if df { 0 } else { ip_id };
+                let total = (IPV4_LEN + ip_payload) as u16;
+                ip.emit4(b, tos, total, ident, df, t.outer.ttl);
+            }
+            Some(v6) => {
+                if self.udp && v6.udp_checksum {
+                    udp::fill_checksum_v6(&mut b[ip_len..], &v6.src, &v6.dst);
+                }
+                ip.emit6(b, tos, ip_payload as u16, t.outer.ttl);
+                // The flow label (RFC 6438) from the inner flow: the low nibble of octet 1
+                // and octets 2-3, which the template leaves 0.
+                let fl = super::outer_flow_label(hash);
+                b[1] |= (fl >> 16) as u8;
+                put16(b, 2, fl as u16);
+            }
+        }
         Ok(())
     }
 }
@@ -314,7 +363,7 @@ mod tests {
 
     proptest! {
         /// Same bytes and same errors as `encap` with the flow hash of the payload, for every
-        /// kind over IPv4, with keys, GRE checksums, Geneve options, TOS and DF policies,
+        /// kind over IPv4 and IPv6 (UDP checksum or zero), with keys, GRE checksums, Geneve options, TOS and DF policies,
         /// payload narrowing and inner packets of every type, whole or cut short.
         #[test]
         fn the_template_writes_what_encap_writes(
@@ -335,11 +384,20 @@ mod tests {
             tail in proptest::collection::vec(any::<u8>(), 0..80),
             cut in 0usize..160,
             ip_id: u16,
+            outer_v6: bool,
+            udp6_zero: bool,
         ) {
             let kind = TunnelKind::ALL[k];
-            let ends = Endpoints::V4 {
-                local: "192.0.2.1".parse().unwrap(),
-                remote: "198.51.100.7".parse().unwrap(),
+            let ends = if outer_v6 {
+                Endpoints::V6 {
+                    local: "2001:db8::1".parse().unwrap(),
+                    remote: "2001:db8:77::7".parse().unwrap(),
+                }
+            } else {
+                Endpoints::V4 {
+                    local: "192.0.2.1".parse().unwrap(),
+                    remote: "198.51.100.7".parse().unwrap(),
+                }
             };
             let mut t = TunnelEncap::new(kind, ends);
             t.key = match kind {
@@ -348,6 +406,7 @@ mod tests {
                 _ => Some(key),
             };
             t.gre_checksum = gre_checksum;
+            t.udp6_zero_checksum = udp6_zero;
             t.payload = [Payload::Ip, Payload::Ipv4, Payload::Ipv6, Payload::Ethernet]
                 [payload as usize];
             if kind == TunnelKind::Geneve && opts > 0 {
@@ -366,7 +425,7 @@ mod tests {
                 tos: tos_fixed.map_or(TosPolicy::Preserve, TosPolicy::Fixed),
                 df: [DfPolicy::Propagate, DfPolicy::Set, DfPolicy::Clear][df_mode as usize],
             };
-            let tpl = EncapTemplate::new(&t).expect("every IPv4 tunnel without sequence numbers");
+            let tpl = EncapTemplate::new(&t).expect("every tunnel without sequence numbers");
             prop_assert_eq!(tpl.overhead(), t.overhead());
 
             let b = inner(inner_kind, tos, df, proto, &tail, cut);
@@ -391,12 +450,7 @@ mod tests {
     }
 
     #[test]
-    fn no_template_over_ipv6_or_with_gre_sequence_numbers() {
-        let v6 = Endpoints::V6 {
-            local: "2001:db8::1".parse().unwrap(),
-            remote: "2001:db8::2".parse().unwrap(),
-        };
-        assert!(EncapTemplate::new(&TunnelEncap::new(TunnelKind::Vxlan, v6)).is_none());
+    fn no_template_with_gre_sequence_numbers() {
         let v4 = Endpoints::V4 {
             local: "192.0.2.1".parse().unwrap(),
             remote: "192.0.2.2".parse().unwrap(),
