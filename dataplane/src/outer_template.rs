@@ -15,8 +15,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct OuterTemplate {
     hdr: [u8; IPV6_LEN],
-    /// IPv4: one's-complement sum (unfolded) of the constant words: version/IHL, protocol,
-    /// source and destination.
+    /// IPv4: one's-complement sum, folded to 16 bits, of the constant words: version/IHL,
+    /// protocol, source and destination.
     sum: u32,
 }
 
@@ -29,8 +29,13 @@ impl OuterTemplate {
         hdr[12..16].copy_from_slice(&src.octets());
         hdr[16..20].copy_from_slice(&dst.octets());
         // Only the constant words are non-zero yet (TOS, length, ident, flags, TTL and the
-        // checksum are 0), so this is exactly their share.
-        let sum = checksum::sum(&hdr[..IPV4_LEN], 0);
+        // checksum are 0), so this is exactly their share. `sum` returns a 32-bit partial sum
+        // that can be close to 2^32; folded to 16 bits here, so that adding the per-packet
+        // words in `emit4` cannot wrap a u32 (a wrap loses a carry: for some address pairs
+        // the checksum of some packets came out one too high).
+        let mut sum = checksum::sum(&hdr[..IPV4_LEN], 0);
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
         OuterTemplate { hdr, sum }
     }
 
@@ -85,6 +90,31 @@ mod tests {
     use crate::wire::ipv4::Ipv4Repr;
     use crate::wire::ipv6::Ipv6Repr;
     use proptest::prelude::*;
+
+    /// A header whose constant words sum (as 32-bit halves) to just under 2^32: adding the
+    /// per-packet words to that unfolded sum wrapped a u32 and gave 0xffff for 0xfffe.
+    #[test]
+    fn the_checksum_survives_a_constant_sum_near_two_to_the_32() {
+        let (src, dst) = ([186, 146, 0, 0], [0, 0, 81, 44]);
+        let (proto, tos, len, ident, ttl) = (107, 0xaf, 0xf361, 0xdbc4, 0x9f);
+        let mut want = [0u8; 20];
+        Ipv4Repr {
+            src,
+            dst,
+            protocol: proto,
+            tos,
+            ttl,
+            ident,
+            dont_frag: true,
+            payload_len: len - 20,
+        }
+        .emit(&mut want);
+        assert_eq!(&want[10..12], &[0xff, 0xfe]);
+        let mut got = [0u8; 20];
+        OuterTemplate::v4(src.into(), dst.into(), proto)
+            .emit4(&mut got, tos, len, ident, true, ttl);
+        assert_eq!(got, want);
+    }
 
     proptest! {
         /// The template writes exactly what the header emitters write, checksum included.
