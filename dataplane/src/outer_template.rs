@@ -91,13 +91,19 @@ mod tests {
     use crate::wire::ipv6::Ipv6Repr;
     use proptest::prelude::*;
 
-    /// A header whose constant words sum (as 32-bit halves) to just under 2^32: adding the
-    /// per-packet words to that unfolded sum wrapped a u32 and gave 0xffff for 0xfffe.
-    #[test]
-    fn the_checksum_survives_a_constant_sum_near_two_to_the_32() {
-        let (src, dst) = ([186, 146, 0, 0], [0, 0, 81, 44]);
-        let (proto, tos, len, ident, ttl) = (107, 0xaf, 0xf361, 0xdbc4, 0x9f);
-        let mut want = [0u8; 20];
+    /// What `Ipv4Repr::emit` writes for these values (`len` is the total length).
+    #[allow(clippy::too_many_arguments)]
+    fn emitted4(
+        b: &mut [u8],
+        src: [u8; 4],
+        dst: [u8; 4],
+        proto: u8,
+        tos: u8,
+        len: u16,
+        ident: u16,
+        df: bool,
+        ttl: u8,
+    ) {
         Ipv4Repr {
             src,
             dst,
@@ -105,10 +111,20 @@ mod tests {
             tos,
             ttl,
             ident,
-            dont_frag: true,
-            payload_len: len - 20,
+            dont_frag: df,
+            payload_len: len.wrapping_sub(20),
         }
-        .emit(&mut want);
+        .emit(b);
+    }
+
+    /// A header whose constant words sum (as 32-bit halves) to just under 2^32: adding the
+    /// per-packet words to that unfolded sum wrapped a u32 and gave 0xffff for 0xfffe.
+    #[test]
+    fn the_checksum_survives_a_constant_sum_near_two_to_the_32() {
+        let (src, dst) = ([186, 146, 0, 0], [0, 0, 81, 44]);
+        let (proto, tos, len, ident, ttl) = (107, 0xaf, 0xf361, 0xdbc4, 0x9f);
+        let mut want = [0u8; 20];
+        emitted4(&mut want, src, dst, proto, tos, len, ident, true, ttl);
         assert_eq!(&want[10..12], &[0xff, 0xfe]);
         let mut got = [0u8; 20];
         OuterTemplate::v4(src.into(), dst.into(), proto)
@@ -124,17 +140,7 @@ mod tests {
             ttl: u8, src6: [u8; 16], dst6: [u8; 16],
         ) {
             let mut want = [0xaau8; 24];
-            Ipv4Repr {
-                src,
-                dst,
-                protocol: proto,
-                tos,
-                ttl,
-                ident,
-                dont_frag: df,
-                payload_len: len.wrapping_sub(20),
-            }
-            .emit(&mut want);
+            emitted4(&mut want, src, dst, proto, tos, len, ident, df, ttl);
             let mut got = [0x55u8; 24];
             OuterTemplate::v4(src.into(), dst.into(), proto).emit4(&mut got, tos, len, ident, df, ttl);
             prop_assert_eq!(&got[..20], &want[..20]);

@@ -296,14 +296,6 @@ impl SaCrypto {
         self.suite
     }
 
-    /// The explicit IV of the packet with sequence number `seq` (the first `iv_len()` octets).
-    #[inline]
-    pub fn iv_for(&self, seq: u64) -> [u8; MAX_IV_LEN] {
-        let mut iv = [0u8; MAX_IV_LEN];
-        self.write_iv(seq, &mut iv);
-        iv
-    }
-
     /// Write the explicit IV of the packet with sequence number `seq` into `out` (its first
     /// `iv_len()` octets): straight into the packet, because building it in a 16-octet local
     /// and copying that out stalled on store forwarding (an 8-octet store read back as 16).

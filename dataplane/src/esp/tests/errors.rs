@@ -91,7 +91,9 @@ fn sealed_raw(sa: &Sa, seq: u32, clear: &[u8]) -> Vec<u8> {
     let mut b = vec![0u8; 4];
     b.extend_from_slice(&sa.spi().to_be_bytes());
     b.extend_from_slice(&seq.to_be_bytes());
-    b.extend_from_slice(&sa.crypto().iv_for(seq as u64)[..s.iv_len()]);
+    let at = b.len();
+    b.resize(at + s.iv_len(), 0);
+    sa.crypto().write_iv(seq as u64, &mut b[at..]);
     b.extend_from_slice(clear);
     b.resize(b.len() + s.icv_len(), 0);
     sa.crypto().seal(&mut b, 4, None).unwrap();
