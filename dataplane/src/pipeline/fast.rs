@@ -30,7 +30,6 @@
 //! Packets of one flow take the same path unless their headers differ in kind (options, TTL
 //! about to expire), so a flow is not reordered in practice — the trade VPP makes too.
 
-use super::tunnel::outer_adjacency;
 use crate::packet::Packet;
 use crate::stats::DropReason;
 use crate::tables::fib::NextHop;
@@ -248,35 +247,17 @@ fn forward4<P: Packet>(p: &mut P, ip: &Ipv4Frame, adj: &Adjacency) -> Option<u16
     Some(adj.port)
 }
 
-/// The untagged adjacency towards tunnel `e`'s far end for an inner packet of `inner_len`
-/// octets, when encapsulating here and now is what the general path would do: the tunnel
-/// sends (not inbound-only), keeps no GRE sequence (a shared counter the general path
-/// owns), the inner packet fits its MTU, the result fits the adjacency, and the buffer has
-/// room for the outer headers and Ethernet.
+/// The untagged adjacency towards tunnel `tun`'s far end for an inner packet of
+/// `inner_len` octets, when encapsulating here and now is what the general path would do:
+/// the tunnel's plan for this table version allows it
+/// ([`FastEncap`](crate::tables::tunnels::FastEncap): it sends, keeps no GRE sequence, its
+/// far end is a resolved untagged adjacency), the inner packet fits the plan's MTU, and the
+/// buffer has room for the outer headers and Ethernet. No IPsec policy may be configured
+/// (one could protect the tunnel): every caller is behind that check.
 #[inline(always)]
-fn encap_target<P: Packet>(
-    t: &Tables,
-    tun: u32,
-    e: &TunnelEntry,
-    p: &P,
-    inner_len: usize,
-) -> Option<Adjacency> {
-    if e.inbound_only || e.encap.gre_sequence || inner_len > e.mtu as usize {
-        return None;
-    }
-    let overhead = match t.tunnels.template(tun) {
-        Some(tpl) => tpl.overhead(),
-        None => e.encap.overhead(),
-    };
-    let idx = outer_adjacency(t, tun, &e.encap.endpoints, inner_len + overhead)?;
-    match t.fib.nexthops().get(idx as usize)? {
-        NextHop::Forward(adj)
-            if adj.vlan == 0 && p.headroom() >= overhead + ethernet::HEADER_LEN =>
-        {
-            Some(*adj)
-        }
-        _ => None,
-    }
+fn encap_target<P: Packet>(t: &Tables, tun: u32, p: &P, inner_len: usize) -> Option<Adjacency> {
+    let plan = t.tunnels.fast_encap(tun)?;
+    (inner_len <= plan.max_inner as usize && p.headroom() >= plan.room as usize).then_some(plan.adj)
 }
 
 /// Encapsulate `p` (the inner packet or frame, already checked) into `e` and put the
@@ -331,7 +312,7 @@ fn try_xconnect_encap<'t, P: Packet>(
         return None;
     }
     let tag = if strip { ethernet::VLAN_TAG_LEN } else { 0 };
-    let adj = encap_target(t, tun, e, p, p.len() - tag)?;
+    let adj = encap_target(t, tun, p, p.len() - tag)?;
     if strip {
         // Past this point the packet is changed: failures are drops. The MAC addresses move
         // over the tag; parse saw the tag, so the frame holds it.
@@ -356,7 +337,7 @@ fn try_routed_encap<'t, P: Packet>(
     if p.data()[22] <= 1 || !e.encap.carries().accepts(PayloadType::Ipv4) {
         return None;
     }
-    let adj = encap_target(t, tun, e, p, ip.total)?;
+    let adj = encap_target(t, tun, p, ip.total)?;
     // Past this point the packet is changed: failures are drops.
     if !p.adj(ethernet::HEADER_LEN) || (ip.pad > 0 && !p.trim(ip.pad)) {
         return Some(Fast::Drop(DropReason::EthTruncated));
@@ -425,7 +406,7 @@ fn try_ipv6<'t, P: Packet>(
             if !e.encap.carries().accepts(PayloadType::Ipv6) {
                 return None;
             }
-            let adj = encap_target(t, tunnel, e, p, total)?;
+            let adj = encap_target(t, tunnel, p, total)?;
             // Past this point the packet is changed: failures are drops.
             if !p.adj(ethernet::HEADER_LEN) || (pad > 0 && !p.trim(pad)) {
                 return Some(Fast::Drop(DropReason::EthTruncated));

@@ -11,7 +11,7 @@
 
 use crate::stats::{Counter, DropReason};
 use crate::tables::fib::{Fib, NextHop};
-use crate::tables::iface::IfIndex;
+use crate::tables::iface::{Adjacency, IfIndex};
 use crate::tunnel::{
     DecapConfig, DecapInfo, EncapTemplate, Endpoints, GreSeqState, TunnelEncap, TunnelKind,
 };
@@ -330,6 +330,50 @@ pub struct TunnelTable {
     /// Per tunnel, its prebuilt outer headers (every tunnel but those sending GRE sequence
     /// numbers), made with the entry: entries never change once built.
     templates: Vec<Option<EncapTemplate>>,
+    /// Per tunnel, what the encapsulation fast path needs, decided with `outer_nh` by
+    /// [`route_outer`](Self::route_outer) (`None`: the fast path never takes the tunnel).
+    fast_encap: Vec<Option<FastEncap>>,
+}
+
+/// A tunnel the encapsulation fast path may take, and where its packets go: everything that
+/// does not depend on the packet, decided once per table version instead of per packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FastEncap {
+    /// The resolved, untagged adjacency towards the far end.
+    pub adj: Adjacency,
+    /// The largest inner packet (an L2 tunnel's frame) taken: the tunnel MTU, and no more
+    /// than the adjacency's MTU leaves after the outer headers.
+    pub max_inner: u16,
+    /// Headroom needed: the outer headers and the adjacency's Ethernet header.
+    pub room: u16,
+}
+
+impl FastEncap {
+    /// The plan for tunnel entry `e` with template `tpl` whose far end's next hop is `nh`:
+    /// only tunnels that send (not inbound-only), keep no GRE sequence (a shared counter the
+    /// general path owns), have a template, a unicast far end, and a resolved untagged
+    /// adjacency the outer headers fit.
+    fn plan(e: &TunnelEntry, tpl: Option<&EncapTemplate>, nh: Option<&NextHop>) -> Option<Self> {
+        if e.inbound_only || e.encap.gre_sequence {
+            return None;
+        }
+        let unicast = match e.encap.endpoints {
+            Endpoints::V4 { remote, .. } => !remote.is_multicast() && !remote.is_broadcast(),
+            Endpoints::V6 { remote, .. } => !remote.is_multicast(),
+        };
+        let overhead = tpl?.overhead();
+        match nh? {
+            NextHop::Forward(adj) if unicast && adj.vlan == 0 => {
+                let fits = (adj.mtu as usize).checked_sub(overhead)?;
+                Some(FastEncap {
+                    adj: *adj,
+                    max_inner: fits.min(e.mtu as usize) as u16,
+                    room: (overhead + crate::wire::ethernet::HEADER_LEN) as u16,
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// How many local tunnel addresses of a family [`TunnelTable::is_local4`] and
@@ -353,6 +397,15 @@ impl TunnelTable {
                     Endpoints::V6 { remote, .. } => fib.lookup6_idx(remote.octets()),
                 };
                 r.map_or(NO_ROUTE, |(i, _)| i)
+            })
+            .collect();
+        self.fast_encap = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let nh = fib.nexthops().get(self.outer_nh[i] as usize);
+                FastEncap::plan(e, self.templates[i].as_ref(), nh)
             })
             .collect();
         self.local4.clear();
@@ -466,6 +519,13 @@ impl TunnelTable {
     #[inline]
     pub fn template(&self, i: u32) -> Option<&EncapTemplate> {
         self.templates.get(i as usize)?.as_ref()
+    }
+
+    /// Tunnel `i`'s fast-path encapsulation plan (`None` before
+    /// [`route_outer`](Self::route_outer), or when the fast path must not take it).
+    #[inline(always)]
+    pub fn fast_encap(&self, i: u32) -> Option<&FastEncap> {
+        self.fast_encap.get(i as usize)?.as_ref()
     }
 
     pub fn entries(&self) -> &[TunnelEntry] {
@@ -765,5 +825,90 @@ mod tests {
         assert!(t.is_local4([10, 0, 0, 1]));
         assert!(!t.is_local4([10, 0, 0, 2]));
         assert_eq!(t.local4.len(), 1);
+    }
+
+    #[test]
+    fn the_fast_encap_plan_takes_only_sending_tunnels_to_an_untagged_adjacency() {
+        use crate::tables::fib::FibRoute;
+        use crate::wire::ethernet::Mac;
+        let adj = |vlan, mtu| Adjacency {
+            ifindex: 1,
+            port: 1,
+            vlan,
+            dst: Mac([2, 0, 0, 0, 0, 9]),
+            src: Mac([2, 0, 0, 0, 0, 1]),
+            mtu,
+        };
+        // 10.0.0.2 via an adjacency of MTU 1500, 10.0.1.2 tagged, 10.0.2.2 of MTU 1200,
+        // 10.0.3.2 unresolved, 10.0.4.2 (MTU 30) too small for any outer header.
+        let routes: Vec<FibRoute> = (0..5)
+            .map(|i| FibRoute {
+                addr: format!("10.0.{i}.2").parse().unwrap(),
+                len: 32,
+                nexthop: i,
+            })
+            .collect();
+        let nhs = vec![
+            NextHop::Forward(adj(0, 1500)),
+            NextHop::Forward(adj(7, 1500)),
+            NextHop::Forward(adj(0, 1200)),
+            NextHop::Blackhole,
+            NextHop::Forward(adj(0, 30)),
+        ];
+        let fib = Fib::build(&routes, nhs).unwrap();
+        let to = |remote: &str, key: u32| {
+            let mut t = TunnelEncap::new(TunnelKind::Vxlan, ep("10.0.9.1", remote));
+            t.key = Some(key);
+            t
+        };
+        let mut inbound = entry(to("10.0.0.2", 2));
+        inbound.inbound_only = true;
+        let mut seq = entry(tun(TunnelKind::Gre, Some(3)));
+        seq.encap.endpoints = ep("10.0.9.1", "10.0.0.2");
+        seq.encap.gre_sequence = true;
+        let list = vec![
+            entry(to("10.0.0.2", 1)),
+            inbound,
+            seq,
+            entry(to("10.0.1.2", 4)),
+            entry(to("10.0.2.2", 5)),
+            entry(to("10.0.3.2", 6)),
+            entry(to("10.0.4.2", 7)),
+            entry(to("192.0.2.1", 8)),
+            entry(to("224.0.0.5", 9)),
+        ];
+        let n = list.len() as u32;
+        let mut t = TunnelTable::build(list.into_iter().map(|e| spec(e, false)).collect()).unwrap();
+        assert!(
+            (0..n).all(|i| t.fast_encap(i).is_none()),
+            "none before route_outer"
+        );
+        t.route_outer(&fib);
+        let plans: Vec<_> = (0..n).map(|i| t.fast_encap(i).copied()).collect();
+        // VXLAN over IPv4: 36 octets of outer IP/UDP/VXLAN, 50 of headroom with Ethernet.
+        let plan = |mtu, max_inner| {
+            Some(FastEncap {
+                adj: adj(0, mtu),
+                max_inner,
+                room: 50,
+            })
+        };
+        assert_eq!(
+            plans[0],
+            plan(1500, 1400),
+            "the tunnel MTU (1400) is the smaller"
+        );
+        assert_eq!(plans[4], plan(1200, 1164), "the adjacency leaves 1200 - 36");
+        for (i, why) in [
+            (1, "inbound-only"),
+            (2, "GRE sequence numbers"),
+            (3, "tagged adjacency"),
+            (5, "unresolved next hop"),
+            (6, "outer headers beyond the adjacency MTU"),
+            (7, "no route"),
+            (8, "multicast far end"),
+        ] {
+            assert_eq!(plans[i], None, "{why}");
+        }
     }
 }
