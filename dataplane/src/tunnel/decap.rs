@@ -382,7 +382,7 @@ fn inner_ip(b: &[u8], ty: PayloadType) -> Option<(usize, bool)> {
 ///
 /// Then the outer headers are removed, trailing bytes past the inner packet trimmed, and the
 /// inner ECN field updated (the inner IPv4 header checksum patched incrementally).
-#[inline]
+#[inline(always)]
 pub fn decap<P: Packet>(
     p: &mut P,
     info: &DecapInfo,

@@ -65,7 +65,7 @@ impl<T: AsRef<[u8]>> GrePacket<T> {
     /// Wrap after checking the base header, the flag bits, the version and that every
     /// optional field the flags announce is in the buffer. The buffer is the GRE packet: the
     /// payload runs to its end (the caller bounds it by the outer IP length).
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self, DropReason> {
         let b = buffer.as_ref();
         if b.len() < BASE_LEN {
