@@ -36,7 +36,7 @@ use crate::tables::fib::NextHop;
 use crate::tables::iface::{Adjacency, IfIndex, PortEntry};
 use crate::tables::tunnels::{Attach, DemuxMemo, TunnelCounters, TunnelEntry};
 use crate::tables::Tables;
-use crate::tunnel::{self, Endpoints, Payload, PayloadType};
+use crate::tunnel::{self, Endpoints, PayloadType};
 use crate::wire::ethernet::{self, EtherType, L2Header};
 use crate::wire::{checksum, ipproto, Ipv4Packet};
 
@@ -247,17 +247,24 @@ fn forward4<P: Packet>(p: &mut P, ip: &Ipv4Frame, adj: &Adjacency) -> Option<u16
     Some(adj.port)
 }
 
-/// The untagged adjacency towards tunnel `tun`'s far end for an inner packet of
-/// `inner_len` octets, when encapsulating here and now is what the general path would do:
-/// the tunnel's plan for this table version allows it
+/// The untagged adjacency towards tunnel `tun`'s far end for an inner packet of type
+/// `inner` and `inner_len` octets, when encapsulating here and now is what the general path
+/// would do: the tunnel carries that type, its plan for this table version allows it
 /// ([`FastEncap`](crate::tables::tunnels::FastEncap): it sends, keeps no GRE sequence, its
 /// far end is a resolved untagged adjacency), the inner packet fits the plan's MTU, and the
 /// buffer has room for the outer headers and Ethernet. No IPsec policy may be configured
 /// (one could protect the tunnel): every caller is behind that check.
 #[inline(always)]
-fn encap_target<P: Packet>(t: &Tables, tun: u32, p: &P, inner_len: usize) -> Option<Adjacency> {
+fn encap_target<P: Packet>(
+    t: &Tables,
+    tun: u32,
+    p: &P,
+    inner: PayloadType,
+    inner_len: usize,
+) -> Option<Adjacency> {
     let plan = t.tunnels.fast_encap(tun)?;
-    (inner_len <= plan.max_inner as usize && p.headroom() >= plan.room as usize).then_some(plan.adj)
+    let fits = inner_len <= plan.max_inner as usize && p.headroom() >= plan.room as usize;
+    (fits && plan.carries.accepts(inner)).then_some(plan.adj)
 }
 
 /// Encapsulate `p` (the inner packet or frame, already checked) into `e` and put the
@@ -307,12 +314,9 @@ fn try_xconnect_encap<'t, P: Packet>(
     let l2 = L2Header::parse(p.data()).ok()?;
     // A VLAN cross-connect carries the frame without its service tag.
     let (tun, strip) = pe.xconnect(l2.outer_vlan)?;
-    let e = t.tunnels.get(tun)?;
-    if e.encap.carries() != Payload::Ethernet {
-        return None;
-    }
     let tag = if strip { ethernet::VLAN_TAG_LEN } else { 0 };
-    let adj = encap_target(t, tun, p, p.len() - tag)?;
+    let adj = encap_target(t, tun, p, PayloadType::Ethernet, p.len() - tag)?;
+    let e = t.tunnels.get(tun)?;
     if strip {
         // Past this point the packet is changed: failures are drops. The MAC addresses move
         // over the tag; parse saw the tag, so the frame holds it.
@@ -333,11 +337,11 @@ fn try_routed_encap<'t, P: Packet>(
     ip: &Ipv4Frame,
     tun: u32,
 ) -> Option<Fast<'t>> {
-    let e = t.tunnels.get(tun)?;
-    if p.data()[22] <= 1 || !e.encap.carries().accepts(PayloadType::Ipv4) {
+    if p.data()[22] <= 1 {
         return None;
     }
-    let adj = encap_target(t, tun, p, ip.total)?;
+    let adj = encap_target(t, tun, p, PayloadType::Ipv4, ip.total)?;
+    let e = t.tunnels.get(tun)?;
     // Past this point the packet is changed: failures are drops.
     if !p.adj(ethernet::HEADER_LEN) || (ip.pad > 0 && !p.trim(ip.pad)) {
         return Some(Fast::Drop(DropReason::EthTruncated));
@@ -402,11 +406,8 @@ fn try_ipv6<'t, P: Packet>(
             Some(Fast::Tx(adj.port))
         }
         NextHop::Tunnel { tunnel } if hop_left => {
+            let adj = encap_target(t, tunnel, p, PayloadType::Ipv6, total)?;
             let e = t.tunnels.get(tunnel)?;
-            if !e.encap.carries().accepts(PayloadType::Ipv6) {
-                return None;
-            }
-            let adj = encap_target(t, tunnel, p, total)?;
             // Past this point the packet is changed: failures are drops.
             if !p.adj(ethernet::HEADER_LEN) || (pad > 0 && !p.trim(pad)) {
                 return Some(Fast::Drop(DropReason::EthTruncated));

@@ -13,7 +13,7 @@ use crate::stats::{Counter, DropReason};
 use crate::tables::fib::{Fib, NextHop};
 use crate::tables::iface::{Adjacency, IfIndex};
 use crate::tunnel::{
-    DecapConfig, DecapInfo, EncapTemplate, Endpoints, GreSeqState, TunnelEncap, TunnelKind,
+    DecapConfig, DecapInfo, EncapTemplate, Endpoints, GreSeqState, Payload, TunnelEncap, TunnelKind,
 };
 use crate::wire::ipproto;
 use hashbrown::HashMap;
@@ -346,6 +346,8 @@ pub struct FastEncap {
     pub max_inner: u16,
     /// Headroom needed: the outer headers and the adjacency's Ethernet header.
     pub room: u16,
+    /// What the tunnel carries ([`TunnelEncap::carries`]).
+    pub carries: Payload,
 }
 
 impl FastEncap {
@@ -369,6 +371,7 @@ impl FastEncap {
                     adj: *adj,
                     max_inner: fits.min(e.mtu as usize) as u16,
                     room: (overhead + crate::wire::ethernet::HEADER_LEN) as u16,
+                    carries: e.encap.carries(),
                 })
             }
             _ => None,
@@ -891,6 +894,7 @@ mod tests {
                 adj: adj(0, mtu),
                 max_inner,
                 room: 50,
+                carries: Payload::Ethernet,
             })
         };
         assert_eq!(

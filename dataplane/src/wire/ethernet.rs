@@ -170,7 +170,7 @@ pub struct L2Header {
 
 impl L2Header {
     /// Parse the Ethernet header and up to two VLAN tags, checking every length.
-    #[inline]
+    #[inline(always)]
     pub fn parse(b: &[u8]) -> Result<L2Header, DropReason> {
         if b.len() < HEADER_LEN {
             return Err(DropReason::EthTruncated);
