@@ -93,7 +93,7 @@ fn rig() -> Rig {
     ];
     let us = ep("10.1.0.1", "10.1.0.2");
     let xc = |vlan| Attach::Xconnect { port: 0, vlan };
-    let tunnels = TunnelTable::build(vec![
+    let mut tunnels = TunnelTable::build(vec![
         spec(
             entry(
                 tunnel(TunnelKind::Gre, 7, us),
@@ -122,6 +122,9 @@ fn rig() -> Rig {
         ),
     ])
     .unwrap();
+    // As the control thread does with every table version.
+    let fib = Fib::build(&routes, nhs).unwrap();
+    tunnels.route_outer(&fib);
     r.t = Tables {
         version: 1,
         ports: vec![
@@ -139,7 +142,7 @@ fn rig() -> Rig {
             },
         ],
         interfaces,
-        fib: Fib::build(&routes, nhs).unwrap(),
+        fib,
         ipsec: Default::default(),
         tunnels,
     };
