@@ -344,7 +344,7 @@ pub fn decap_parse(pkt: &[u8], cfg: &DecapConfig) -> Result<DecapInfo, DropReaso
 
 /// Where the inner ECN field is, relative to the inner packet: (offset of the IP header,
 /// is IPv6). `None` for a non-IP inner frame.
-#[inline]
+#[inline(always)]
 fn inner_ip(b: &[u8], ty: PayloadType) -> Option<(usize, bool)> {
     let (off, et) = match ty {
         PayloadType::Ipv4 => (0, EtherType::IPV4),
