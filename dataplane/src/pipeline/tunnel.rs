@@ -205,11 +205,7 @@ pub(super) fn outer_adjacency(t: &Tables, tun: u32, ends: &Endpoints, len: usize
     if !t.ipsec.is_inactive() {
         return None;
     }
-    let unicast = match ends {
-        Endpoints::V4 { remote, .. } => !remote.is_multicast() && !remote.is_broadcast(),
-        Endpoints::V6 { remote, .. } => !remote.is_multicast(),
-    };
-    if !unicast {
+    if !ends.remote_is_unicast() {
         return None;
     }
     let idx = t.tunnels.outer_route(tun, &t.fib)?;

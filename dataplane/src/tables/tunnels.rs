@@ -359,13 +359,9 @@ impl FastEncap {
         if e.inbound_only || e.encap.gre_sequence {
             return None;
         }
-        let unicast = match e.encap.endpoints {
-            Endpoints::V4 { remote, .. } => !remote.is_multicast() && !remote.is_broadcast(),
-            Endpoints::V6 { remote, .. } => !remote.is_multicast(),
-        };
         let overhead = tpl?.overhead();
         match nh? {
-            NextHop::Forward(adj) if unicast && adj.vlan == 0 => {
+            NextHop::Forward(adj) if e.encap.endpoints.remote_is_unicast() && adj.vlan == 0 => {
                 let fits = (adj.mtu as usize).checked_sub(overhead)?;
                 Some(FastEncap {
                     adj: *adj,

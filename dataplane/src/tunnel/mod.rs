@@ -185,6 +185,15 @@ impl Endpoints {
             crate::wire::ipv4::MIN_HEADER_LEN
         }
     }
+    /// The far end is one host (not multicast or broadcast): only then may encapsulation
+    /// skip IP output's checks for its packets.
+    #[inline]
+    pub fn remote_is_unicast(&self) -> bool {
+        match self {
+            Endpoints::V4 { remote, .. } => !remote.is_multicast() && !remote.is_broadcast(),
+            Endpoints::V6 { remote, .. } => !remote.is_multicast(),
+        }
+    }
 }
 
 /// Default UDP source port range (RFC 7348 §5: the dynamic/private range).
