@@ -34,9 +34,9 @@ use crate::packet::Packet;
 use crate::stats::DropReason;
 use crate::tables::fib::NextHop;
 use crate::tables::iface::{Adjacency, IfIndex, PortEntry};
-use crate::tables::tunnels::{Attach, DemuxMemo, TunnelCounters, TunnelEntry};
+use crate::tables::tunnels::{Attach, DemuxMemo, FastEncap, TunnelCounters, TunnelEntry};
 use crate::tables::Tables;
-use crate::tunnel::{self, Endpoints, PayloadType};
+use crate::tunnel::{self, EncapTemplate, Endpoints, PayloadType};
 use crate::wire::ethernet::{self, EtherType, L2Header};
 use crate::wire::{checksum, ipproto, Ipv4Packet};
 
@@ -64,11 +64,32 @@ pub(super) enum Fast<'t> {
 /// UDP ports the general path gives to IKE / NAT-T before any tunnel.
 const IKE_PORTS: [u16; 2] = [500, 4500];
 
+/// What the fast paths remember within one burst (one table version): the tunnel the last
+/// received tunnel packet belonged to, and the tunnel last encapsulated into with everything
+/// that needs. A burst is mostly one tunnel's traffic; fetching entry, plan, template and
+/// counters once for it, not per packet, is worth a few percent of an encapsulation.
+#[derive(Default)]
+pub(super) struct BurstMemo<'t> {
+    demux: DemuxMemo,
+    encap: Option<EncapTarget<'t>>,
+}
+
+/// A tunnel the encapsulation fast path sends into (see [`encap_target`]).
+#[derive(Clone, Copy)]
+struct EncapTarget<'t> {
+    tun: u32,
+    e: &'t TunnelEntry,
+    plan: &'t FastEncap,
+    tpl: &'t EncapTemplate,
+    /// This worker's counters of the tunnel.
+    c: Option<&'t TunnelCounters>,
+}
+
 /// Try every fast path that applies to a frame from `in_port`.
 #[inline(always)]
 pub(super) fn try_fast<'t, P: Packet>(
     t: &'t Tables,
-    memo: &mut DemuxMemo,
+    memo: &mut BurstMemo<'t>,
     worker: u32,
     in_port: u16,
     p: &mut P,
@@ -80,7 +101,7 @@ pub(super) fn try_fast<'t, P: Packet>(
     // With IPsec policies every packet needs the SPD: only the entry below applies.
     let inactive = t.ipsec.is_inactive();
     if !pe.xconnects.is_empty() {
-        return inactive.then(|| try_xconnect_encap(t, worker, pe, p))?;
+        return inactive.then(|| try_xconnect_encap(t, memo, worker, pe, p))?;
     }
     let in_if = pe.untagged?;
     if p.data().get(12..14) == Some(&[0x86, 0xdd]) {
@@ -104,7 +125,7 @@ pub(super) fn try_fast<'t, P: Packet>(
 #[inline(always)]
 fn try_ipv4<'t, P: Packet>(
     t: &'t Tables,
-    memo: &mut DemuxMemo,
+    memo: &mut BurstMemo<'t>,
     worker: u32,
     p: &mut P,
     ip: &Ipv4Frame,
@@ -117,7 +138,7 @@ fn try_ipv4<'t, P: Packet>(
     match *nh {
         NextHop::Forward(adj) => forward4(p, ip, &adj).map(Fast::Tx),
         NextHop::Local { .. } => try_decap4(t, memo, worker, p, ip),
-        NextHop::Tunnel { tunnel } => try_routed_encap(t, worker, p, ip, tunnel),
+        NextHop::Tunnel { tunnel } => try_routed_encap(t, memo, worker, p, ip, tunnel),
         _ => None,
     }
 }
@@ -247,47 +268,57 @@ fn forward4<P: Packet>(p: &mut P, ip: &Ipv4Frame, adj: &Adjacency) -> Option<u16
     Some(adj.port)
 }
 
-/// The untagged adjacency towards tunnel `tun`'s far end for an inner packet of type
-/// `inner` and `inner_len` octets, when encapsulating here and now is what the general path
-/// would do: the tunnel carries that type, its plan for this table version allows it
-/// ([`FastEncap`](crate::tables::tunnels::FastEncap): it sends, keeps no GRE sequence, its
-/// far end is a resolved untagged adjacency), the inner packet fits the plan's MTU, and the
-/// buffer has room for the outer headers and Ethernet. No IPsec policy may be configured
-/// (one could protect the tunnel): every caller is behind that check.
+/// Tunnel `tun`, with what sending into it takes, for an inner packet of type `inner` and
+/// `inner_len` octets, when encapsulating here and now is what the general path would do:
+/// the tunnel carries that type, its plan for this table version allows it ([`FastEncap`]:
+/// it sends, keeps no GRE sequence, its far end is a resolved untagged adjacency), the inner
+/// packet fits the plan's MTU, and the buffer has room for the outer headers and Ethernet.
+/// No IPsec policy may be configured (one could protect the tunnel): every caller is behind
+/// that check.
 #[inline(always)]
-fn encap_target<P: Packet>(
-    t: &Tables,
+fn encap_target<'t, P: Packet>(
+    t: &'t Tables,
+    memo: &mut BurstMemo<'t>,
+    worker: u32,
     tun: u32,
     p: &P,
     inner: PayloadType,
     inner_len: usize,
-) -> Option<Adjacency> {
-    let plan = t.tunnels.fast_encap(tun)?;
+) -> Option<EncapTarget<'t>> {
+    let tg = match memo.encap {
+        Some(m) if m.tun == tun => m,
+        _ => {
+            let e = t.tunnels.get(tun)?;
+            let m = EncapTarget {
+                tun,
+                e,
+                plan: t.tunnels.fast_encap(tun)?,
+                tpl: t.tunnels.template(tun)?,
+                c: e.shared.worker(worker),
+            };
+            memo.encap = Some(m);
+            m
+        }
+    };
+    let plan = tg.plan;
     let fits = inner_len <= plan.max_inner as usize && p.headroom() >= plan.room as usize;
-    (fits && plan.carries.accepts(inner)).then_some(plan.adj)
+    (fits && plan.carries.accepts(inner)).then_some(tg)
 }
 
-/// Encapsulate `p` (the inner packet or frame, already checked) into `e` and put the
-/// adjacency's Ethernet header in front; counted as the encap node counts.
+/// Encapsulate `p` (the inner packet or frame, already checked) into `tg`'s tunnel and put
+/// the adjacency's Ethernet header in front; counted as the encap node counts.
 #[inline(always)]
-fn encap_and_send<P: Packet>(
-    t: &Tables,
-    tun: u32,
-    worker: u32,
-    e: &TunnelEntry,
-    adj: &Adjacency,
-    p: &mut P,
-) -> Fast<'static> {
-    let c = e.shared.worker(worker);
+fn encap_and_send<P: Packet>(tg: &EncapTarget, worker: u32, p: &mut P) -> Fast<'static> {
+    let e = tg.e;
     let ip_id = e.shared.next_ip_id(worker);
     let inner_len = p.len();
-    if let Err(r) = tunnel::encap_with(p, &e.encap, t.tunnels.template(tun), None, ip_id) {
-        if let Some(c) = c {
+    if let Err(r) = tg.tpl.encap(p, &e.encap, ip_id) {
+        if let Some(c) = tg.c {
             c.drops[r as usize].inc();
         }
         return Fast::Drop(r);
     }
-    if let Some(c) = c {
+    if let Some(c) = tg.c {
         c.tx_packets.inc();
         c.tx_bytes.add(inner_len as u64);
     }
@@ -299,6 +330,7 @@ fn encap_and_send<P: Packet>(
     if !p.prepend(ethernet::HEADER_LEN) {
         return Fast::Drop(DropReason::NoHeadroom);
     }
+    let adj = &tg.plan.adj;
     ethernet::write_header(p.data_mut(), adj.dst, adj.src, et);
     Fast::Tx(adj.port)
 }
@@ -307,6 +339,7 @@ fn encap_and_send<P: Packet>(
 #[inline(always)]
 fn try_xconnect_encap<'t, P: Packet>(
     t: &'t Tables,
+    memo: &mut BurstMemo<'t>,
     worker: u32,
     pe: &PortEntry,
     p: &mut P,
@@ -315,8 +348,15 @@ fn try_xconnect_encap<'t, P: Packet>(
     // A VLAN cross-connect carries the frame without its service tag.
     let (tun, strip) = pe.xconnect(l2.outer_vlan)?;
     let tag = if strip { ethernet::VLAN_TAG_LEN } else { 0 };
-    let adj = encap_target(t, tun, p, PayloadType::Ethernet, p.len() - tag)?;
-    let e = t.tunnels.get(tun)?;
+    let tg = encap_target(
+        t,
+        memo,
+        worker,
+        tun,
+        p,
+        PayloadType::Ethernet,
+        p.len() - tag,
+    )?;
     if strip {
         // Past this point the packet is changed: failures are drops. The MAC addresses move
         // over the tag; parse saw the tag, so the frame holds it.
@@ -325,13 +365,14 @@ fn try_xconnect_encap<'t, P: Packet>(
             return Some(Fast::Drop(DropReason::VlanTruncated));
         }
     }
-    Some(encap_and_send(t, tun, worker, e, &adj, p))
+    Some(encap_and_send(&tg, worker, p))
 }
 
 /// An IPv4 packet routed into an L3 tunnel.
 #[inline(always)]
 fn try_routed_encap<'t, P: Packet>(
     t: &'t Tables,
+    memo: &mut BurstMemo<'t>,
     worker: u32,
     p: &mut P,
     ip: &Ipv4Frame,
@@ -340,21 +381,20 @@ fn try_routed_encap<'t, P: Packet>(
     if p.data()[22] <= 1 {
         return None;
     }
-    let adj = encap_target(t, tun, p, PayloadType::Ipv4, ip.total)?;
-    let e = t.tunnels.get(tun)?;
+    let tg = encap_target(t, memo, worker, tun, p, PayloadType::Ipv4, ip.total)?;
     // Past this point the packet is changed: failures are drops.
     if !p.adj(ethernet::HEADER_LEN) || (ip.pad > 0 && !p.trim(ip.pad)) {
         return Some(Fast::Drop(DropReason::EthTruncated));
     }
     Ipv4Packet::new_unchecked(p.data_mut()).decrement_ttl();
-    Some(encap_and_send(t, tun, worker, e, &adj, p))
+    Some(encap_and_send(&tg, worker, p))
 }
 
 /// A tunnel packet addressed to us over IPv4.
 #[inline(always)]
 fn try_decap4<'t, P: Packet>(
     t: &'t Tables,
-    memo: &mut DemuxMemo,
+    memo: &mut BurstMemo<'t>,
     worker: u32,
     p: &mut P,
     ip: &Ipv4Frame,
@@ -364,7 +404,7 @@ fn try_decap4<'t, P: Packet>(
     if u16::from_be_bytes([pkt[6], pkt[7]]) & 0x3fff != 0 {
         return None;
     }
-    let (info, tun) = demux(t, memo, pkt, pkt[9], 20)?;
+    let (info, tun) = demux(t, &mut memo.demux, pkt, pkt[9], 20)?;
     decap_and_send(t, worker, p, &info, tun)
 }
 
@@ -374,7 +414,7 @@ fn try_decap4<'t, P: Packet>(
 #[inline(always)]
 fn try_ipv6<'t, P: Packet>(
     t: &'t Tables,
-    memo: &mut DemuxMemo,
+    memo: &mut BurstMemo<'t>,
     worker: u32,
     pe: &PortEntry,
     p: &mut P,
@@ -406,14 +446,13 @@ fn try_ipv6<'t, P: Packet>(
             Some(Fast::Tx(adj.port))
         }
         NextHop::Tunnel { tunnel } if hop_left => {
-            let adj = encap_target(t, tunnel, p, PayloadType::Ipv6, total)?;
-            let e = t.tunnels.get(tunnel)?;
+            let tg = encap_target(t, memo, worker, tunnel, p, PayloadType::Ipv6, total)?;
             // Past this point the packet is changed: failures are drops.
             if !p.adj(ethernet::HEADER_LEN) || (pad > 0 && !p.trim(pad)) {
                 return Some(Fast::Drop(DropReason::EthTruncated));
             }
             p.data_mut()[7] -= 1;
-            Some(encap_and_send(t, tunnel, worker, e, &adj, p))
+            Some(encap_and_send(&tg, worker, p))
         }
         _ => None,
     }
@@ -424,13 +463,13 @@ fn try_ipv6<'t, P: Packet>(
 #[inline(always)]
 fn try_decap6<'t, P: Packet>(
     t: &'t Tables,
-    memo: &mut DemuxMemo,
+    memo: &mut BurstMemo<'t>,
     worker: u32,
     p: &mut P,
     total: usize,
 ) -> Option<Fast<'t>> {
     let pkt = &p.data()[14..14 + total];
-    let (info, tun) = demux(t, memo, pkt, pkt[6], 40)?;
+    let (info, tun) = demux(t, &mut memo.demux, pkt, pkt[6], 40)?;
     let e = t.tunnels.get(tun)?;
     if info.udp6_zero_checksum && !e.encap.udp6_zero_checksum {
         return None;

@@ -22,7 +22,6 @@ use crate::events::{Event, Punted};
 use crate::packet::Packet;
 use crate::stats::{DropReason, WorkerCounters};
 use crate::tables::iface::IfIndex;
-use crate::tables::tunnels::DemuxMemo;
 use crate::tables::Tables;
 use crate::wire::ethernet;
 
@@ -178,8 +177,8 @@ impl<P: Packet> Pipeline<P> {
     ) {
         let n = rx.len().min(MAX_BURST);
         let mut slow = 0;
-        // The fast path's memory of the last tunnel found, for this burst (and table).
-        let mut memo = DemuxMemo::default();
+        // The fast paths' memory of the last tunnels used, for this burst (and table).
+        let mut memo = fast::BurstMemo::default();
         for mut p in rx.drain(..n) {
             // Not `fast_path.then(|| ..)`: that closure stayed out of line and its result
             // came back through the stack, a store-forwarding stall per packet.
